@@ -1,0 +1,236 @@
+"""Shared machinery of the ISP tuning environments: the image set and the batched render+score.
+
+One :class:`TuningCore` holds the RAW previews of a split, the ISP and the reward model. Both
+the single :class:`envs.IspTuningEnv` and the batched :class:`envs.IspTuningVecEnv` call
+:meth:`TuningCore.evaluate`; the vectorised env simply calls it once for all its environments,
+so one ISP batch and one reward forward serve every environment at each step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from envs.rewards import RewardModel, create_reward
+
+__all__ = ["ImageSet", "StepResult", "TuningCore", "load_image_set", "potential"]
+
+
+@dataclass
+class ImageSet:
+    """RAW previews of one split, all cropped to the same mosaic shape so they stack.
+
+    Attributes:
+        raws: list of ``isp.RawImage`` with identical ``mosaic.shape == crop``.
+        ids: image ids (``a0001`` …), same order.
+        crop: ``(H, W)`` mosaic size.
+    """
+
+    raws: list
+    ids: list[str]
+    crop: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+
+def prepare_raw(raw, crop: tuple[int, int], preview_side: int | None = None):
+    """Applies the environment's preprocessing to one RAW: preview downscale, then center crop.
+
+    Args:
+        raw: ``isp.RawImage`` (any size).
+        crop: ``(H, W)`` mosaic crop; even numbers.
+        preview_side: longest side of the preview taken before cropping (``None`` keeps the size).
+
+    Raises:
+        ValueError: the preview is smaller than the crop.
+    """
+    if preview_side is not None and max(raw.mosaic.shape) > preview_side:
+        raw = raw.preview(preview_side)
+    h, w = crop
+    H, W = raw.mosaic.shape
+    if H < h or W < w:
+        raise ValueError(
+            f"RAW {getattr(raw, 'path', None) or ''} preview is {H}x{W}, smaller than the crop {h}x{w}; "
+            "lower env.crop or raise env.preview_side"
+        )
+    return raw.center_crop(h, w)
+
+
+def load_image_set(
+    root: str | Path,
+    split: str = "train",
+    *,
+    preview_side: int = 256,
+    crop: tuple[int, int] = (128, 128),
+    split_name: str = "auto",
+    seed: int = 0,
+    limit: int | None = None,
+) -> ImageSet:
+    """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
+
+    Args:
+        root: MIT-Adobe-5K root (or the sample set, same layout).
+        split: ``"train"`` or ``"test"``.
+        preview_side: longest side of the cached preview.
+        crop: ``(H, W)`` center crop of every preview's mosaic.
+        split_name: which split file (``isp.fivek.load_split``'s ``split``).
+        seed: split seed.
+        limit: keep only the first ``limit`` images (``None`` = all).
+    """
+    from isp import fivek
+
+    entries = fivek.load_split(root, split=split_name, seed=seed)[split]
+    if limit is not None:
+        entries = entries[:limit]
+    if not entries:
+        raise ValueError(f"the {split!r} split of {root} is empty")
+    raws = [prepare_raw(fivek.cached_preview(e.dng, preview_side), crop) for e in entries]
+    return ImageSet(raws=raws, ids=[e.id for e in entries], crop=tuple(crop))
+
+
+def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-downscales ``(B, 3, H, W)`` images to ``(B, 3, size, size)``."""
+    return F.adaptive_avg_pool2d(images, (size, size))
+
+
+def clipped_fraction(images: torch.Tensor, eps: float = 1.0 / 255.0) -> torch.Tensor:
+    """Fraction of pixels with a channel at black (``<= eps``) or white (``>= 1 - eps``).
+
+    Args:
+        images: ``(B, 3, H, W)`` in ``[0, 1]``.
+
+    Returns:
+        ``(B,)`` in ``[0, 1]``: crushed shadows plus blown highlights.
+    """
+    clipped = ((images <= eps) | (images >= 1.0 - eps)).any(dim=1)
+    return clipped.float().mean(dim=(1, 2))
+
+
+def potential(normalized, clipped, clipped_neutral, unit, *, reward_scale, clip_penalty, param_penalty):
+    """The regularised score whose per-step change is the reward.
+
+    ``reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral) - param_penalty * mean(unit**2)``.
+    Works on numpy arrays or tensors of shape ``(B,)`` (``unit``: ``(B, P)``).
+    """
+    if isinstance(normalized, torch.Tensor):
+        excess = torch.clamp(clipped - clipped_neutral, min=0.0)
+        reg = (unit**2).mean(dim=-1)
+    else:
+        excess = np.maximum(clipped - clipped_neutral, 0.0)
+        reg = (np.asarray(unit) ** 2).mean(axis=-1)
+    return reward_scale * normalized - clip_penalty * excess - param_penalty * reg
+
+
+@dataclass
+class StepResult:
+    """Output of :meth:`TuningCore.evaluate` for ``B`` (image, params) pairs, numpy on CPU.
+
+    Attributes:
+        score: ``(B,)`` raw reward-model score.
+        normalized: ``(B,)`` score, higher better, declared range -> ``[0, 1]``.
+        attributes: ``(B, 5)`` attribute scores.
+        thumb: ``(B, 3, t, t)`` float thumbnail of the render in ``[0, 1]``.
+        clipped: ``(B,)`` clipped-pixel fraction of the render.
+        images: ``(B, 3, H, W)`` renders (only when requested), else ``None``.
+    """
+
+    score: np.ndarray
+    normalized: np.ndarray
+    attributes: np.ndarray
+    thumb: np.ndarray
+    clipped: np.ndarray
+    images: np.ndarray | None = None
+
+    def row(self, i: int) -> "StepResult":
+        """The ``i``-th entry as a batch of one."""
+        return StepResult(
+            self.score[i : i + 1],
+            self.normalized[i : i + 1],
+            self.attributes[i : i + 1],
+            self.thumb[i : i + 1],
+            self.clipped[i : i + 1],
+            None if self.images is None else self.images[i : i + 1],
+        )
+
+
+class TuningCore:
+    """Image set + ISP + reward model, evaluated in batches.
+
+    Args:
+        images: the :class:`ImageSet` episodes draw from.
+        reward: a :class:`envs.rewards.RewardModel` or a registry name.
+        reward_checkpoint: checkpoint for a named learned reward (``None`` = its default).
+        thumb_size: side of the observation thumbnail.
+        device: torch device for the ISP and the reward model.
+    """
+
+    def __init__(
+        self,
+        images: ImageSet,
+        reward: RewardModel | str = "attiqa",
+        *,
+        reward_checkpoint: str | None = None,
+        thumb_size: int = 16,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        import isp
+
+        self.isp_module = isp
+        self.images = images
+        self.device = torch.device(device)
+        self.reward = create_reward(reward, reward_checkpoint, self.device) if isinstance(reward, str) else reward
+        self.reward = self.reward.to(self.device).eval()
+        self.pipeline = isp.ISP().to(self.device).eval()
+        self.thumb_size = int(thumb_size)
+        self.num_params = int(isp.NUM_PARAMS)
+        self._neutral: dict[int, StepResult] = {}
+        self.reward_evals = 0  # images scored so far (one per image per forward)
+
+    # -- rendering ------------------------------------------------------------------------
+    def raw_batch(self, idx: Sequence[int]):
+        """``isp.RawBatch`` of the images at ``idx``."""
+        return self.isp_module.RawBatch.from_raws([self.images.raws[int(i)] for i in idx], device=self.device)
+
+    def render(self, idx: Sequence[int], unit: torch.Tensor) -> torch.Tensor:
+        """Renders images ``idx`` with unit-box params ``unit (B, P)`` -> ``(B, 3, H, W)`` in ``[0, 1]``.
+
+        Differentiable w.r.t. ``unit`` (used by gradient ascent).
+        """
+        params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
+        return self.pipeline(self.raw_batch(idx), params, validate=False)
+
+    @torch.no_grad()
+    def evaluate(self, idx: Sequence[int], unit: np.ndarray | torch.Tensor, keep_images: bool = False) -> StepResult:
+        """Renders and scores ``B`` (image, params) pairs in one ISP batch and one reward forward.
+
+        Args:
+            idx: ``(B,)`` image indices into :attr:`images`.
+            unit: ``(B, P)`` params in the unit box ``[-1, 1]`` (0 = neutral).
+            keep_images: also return the renders.
+        """
+        unit_t = torch.as_tensor(np.asarray(unit, dtype=np.float32), device=self.device)
+        imgs = self.render(idx, unit_t)
+        out = self.reward(imgs)
+        self.reward_evals += len(idx)
+        return StepResult(
+            score=out.score.float().cpu().numpy(),
+            normalized=out.normalized.float().cpu().numpy(),
+            attributes=out.attributes.float().cpu().numpy(),
+            thumb=thumbnail(imgs, self.thumb_size).float().cpu().numpy(),
+            clipped=clipped_fraction(imgs).float().cpu().numpy(),
+            images=imgs.float().cpu().numpy() if keep_images else None,
+        )
+
+    def neutral(self, idx: Sequence[int]) -> list[StepResult]:
+        """Cached results for the neutral parameters; missing ones are computed in one batch."""
+        missing = sorted({int(i) for i in idx if int(i) not in self._neutral})
+        if missing:
+            res = self.evaluate(missing, np.zeros((len(missing), self.num_params), np.float32))
+            for k, i in enumerate(missing):
+                self._neutral[i] = res.row(k)
+        return [self._neutral[int(i)] for i in idx]

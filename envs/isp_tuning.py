@@ -1,0 +1,264 @@
+"""The ISP tuning environment: choose ISP parameters for a RAW photo, rewarded by image quality."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.core import ImageSet, StepResult, TuningCore, load_image_set, potential
+from envs.rewards import RewardModel
+
+__all__ = ["IspTuningEnv", "MODES"]
+
+MODES = ("absolute", "incremental")
+
+
+@dataclass
+class _Pending:
+    image: int
+    unit: np.ndarray | None  # None: the agent stopped, nothing to render
+
+
+class IspTuningEnv(gym.Env):
+    """
+    ## Description
+
+    An episode takes one RAW photograph from the training split (decoded once and kept in
+    memory as a center-cropped preview) and lets the agent set the parameters of the
+    differentiable ISP (`isp.ISP`: white balance, exposure, tone, saturation, denoise,
+    sharpen, ...). The rendered sRGB image is scored by a no-reference quality model (ATTIQA
+    by default); the reward is the change of that score.
+
+    Two modes:
+    - `absolute` (default): a contextual bandit. The agent sees the neutral rendering and
+      sets all parameters in one step; the episode ends after that step.
+    - `incremental`: the agent starts from the neutral parameters and moves them by at most
+      `step_size` (in unit-box coordinates) per step, for up to `horizon` steps; with
+      `allow_stop=True` an extra action component > 0 ends the episode without a change.
+
+    ## Action Space
+
+    `Box(-1, 1, (P,), float32)` (`P = isp.NUM_PARAMS`; `P + 1` with `allow_stop`). In
+    `absolute` mode the action is the parameter vector in the unit box, mapped to physical
+    values by `isp.unit_to_params` (`0` = neutral, `-1`/`+1` = each parameter's declared low/high).
+    In `incremental` mode it is a change of that vector, scaled by `step_size` and clipped to the box.
+
+    ## Observation Space
+
+    `Box(float32)` of size `3 t^2 + 5 + P + 1` (`t = thumb_size`):
+
+    | Slice                 | Observation                                                        | Min  | Max |
+    |-----------------------|--------------------------------------------------------------------|------|-----|
+    | `[0, 3t^2)`           | thumbnail of the current rendering, RGB in `[0, 1]`, channel-major  | 0    | 1   |
+    | `[3t^2, 3t^2+5)`      | the reward model's five attribute scores of the current rendering  | -Inf | Inf |
+    | `[3t^2+5, 3t^2+5+P)`  | current ISP parameters in the unit box                             | -1   | 1   |
+    | last                  | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
+
+    ## Rewards
+
+    With `s` the reward model's score normalised to "higher is better, declared range -> [0, 1]",
+    the potential is `reward_scale * s - clip_penalty * max(0, clipped - clipped_neutral)
+    - param_penalty * mean(u^2)` (`clipped`: fraction of pixels at pure black or white, `u`:
+    unit-box params). The reward of a step is the change of that potential, so an episode's
+    return is the regularised score gain over the neutral parameters.
+
+    ## Starting State
+
+    An image index drawn uniformly from the split with `self.np_random` (or
+    `options={"image_index": i}`), and the neutral parameters (`u = 0`).
+
+    ## Episode End
+
+    Terminated after one step (`absolute`), after `horizon` steps or a stop action
+    (`incremental`). The registered id `IspTuning-v0` adds a 64-step time limit as a safety net.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    import envs  # registers the id
+    env = gym.make("IspTuning-v0", data_root="path/to/fivek", reward="analytic")
+    ```
+
+    - `data_root`: MIT-Adobe-5K root (default: the embedded sample set, built on first use).
+    - `split`: `"train"` or `"test"`. `images`: a ready `ImageSet` instead.
+    - `reward`: registry name (`"attiqa"`, `"analytic"`) or a `RewardModel`;
+      `reward_checkpoint`: its checkpoint (`None` = ATTIQA's starter model).
+    - `mode`, `horizon`, `step_size`, `allow_stop`: see above.
+    - `crop` `(H, W)`, `preview_side`: preprocessing of every RAW; `thumb_size`: observation thumbnail.
+    - `reward_scale`, `clip_penalty`, `param_penalty`: the reward's potential.
+    - `device`: torch device of the ISP and the reward model. `core`: share a `TuningCore`.
+    - `render_mode`: `None` or `"rgb_array"` (the current rendering, `(H, W, 3)` uint8).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        data_root: str | Path | None = None,
+        split: str = "train",
+        reward: str | RewardModel = "attiqa",
+        reward_checkpoint: str | None = None,
+        mode: str = "absolute",
+        horizon: int | None = None,
+        step_size: float = 0.5,
+        allow_stop: bool = False,
+        crop: tuple[int, int] = (128, 128),
+        preview_side: int = 256,
+        thumb_size: int = 16,
+        reward_scale: float = 10.0,
+        clip_penalty: float = 0.0,
+        param_penalty: float = 0.0,
+        device: str = "cpu",
+        render_mode: str | None = None,
+        images: ImageSet | None = None,
+        core: TuningCore | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if core is None:
+            if images is None:
+                if data_root is None:
+                    from isp.sample_data import ensure_sample_set
+
+                    data_root = ensure_sample_set()
+                images = load_image_set(data_root, split, preview_side=preview_side, crop=tuple(crop))
+            core = TuningCore(images, reward, reward_checkpoint=reward_checkpoint, thumb_size=thumb_size, device=device)
+        self.core = core
+        self.mode = mode
+        self.horizon = 1 if mode == "absolute" else int(horizon or 4)
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.step_size = float(step_size)
+        self.allow_stop = bool(allow_stop) and mode == "incremental"
+        self.reward_scale = float(reward_scale)
+        self.clip_penalty = float(clip_penalty)
+        self.param_penalty = float(param_penalty)
+        self.render_mode = render_mode
+
+        P = core.num_params
+        t = core.thumb_size
+        self.num_params = P
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(P + int(self.allow_stop),), dtype=np.float32)
+        low = np.concatenate([np.zeros(3 * t * t), np.full(5, -np.inf), -np.ones(P), [0.0]]).astype(np.float32)
+        high = np.concatenate([np.ones(3 * t * t), np.full(5, np.inf), np.ones(P), [1.0]]).astype(np.float32)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+
+        self._image = 0
+        self._unit = np.zeros(P, np.float32)
+        self._t = 0
+        self._last: StepResult | None = None
+        self._neutral_clipped = 0.0
+        self._phi = 0.0
+
+    # -- pieces shared with the vectorised env ------------------------------------------------
+    def _draw(self, seed: int | None = None, options: dict[str, Any] | None = None) -> int:
+        """Seeds (as ``reset`` does) and draws the image of the next episode."""
+        gym.Env.reset(self, seed=seed)
+        if options and "image_index" in options:
+            i = int(options["image_index"])
+            if not 0 <= i < len(self.core.images):
+                raise ValueError(f"image_index {i} out of range [0, {len(self.core.images)})")
+            return i
+        return int(self.np_random.integers(len(self.core.images)))
+
+    def _start(self, image: int, neutral: StepResult) -> tuple[np.ndarray, dict]:
+        self._image = image
+        self._unit = np.zeros(self.num_params, np.float32)
+        self._t = 0
+        self._last = neutral
+        self._neutral_clipped = float(neutral.clipped[0])
+        self._phi = self._potential(neutral, self._unit)
+        return self._obs(), self._info()
+
+    def _potential(self, res: StepResult, unit: np.ndarray) -> float:
+        return float(
+            potential(
+                res.normalized[0],
+                res.clipped[0],
+                self._neutral_clipped,
+                unit,
+                reward_scale=self.reward_scale,
+                clip_penalty=self.clip_penalty,
+                param_penalty=self.param_penalty,
+            )
+        )
+
+    def _prepare(self, action: np.ndarray) -> _Pending:
+        """Turns an action into the params to render (``unit=None`` for a stop)."""
+        a = np.asarray(action, dtype=np.float32).reshape(self.action_space.shape)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action contains NaN or inf: {a}")
+        a = np.clip(a, -1.0, 1.0)
+        if self.mode == "absolute":
+            return _Pending(self._image, a)
+        if self.allow_stop and a[-1] > 0.0:
+            return _Pending(self._image, None)
+        unit = np.clip(self._unit + self.step_size * a[: self.num_params], -1.0, 1.0).astype(np.float32)
+        return _Pending(self._image, unit)
+
+    def _complete(self, pending: _Pending, res: StepResult | None):
+        """Applies the rendered result of :meth:`_prepare` and returns the step tuple."""
+        self._t += 1
+        stopped = pending.unit is None
+        if stopped:
+            reward = 0.0
+        else:
+            phi = self._potential(res, pending.unit)
+            reward = phi - self._phi
+            self._phi = phi
+            self._unit = pending.unit
+            self._last = res
+        terminated = stopped or self._t >= self.horizon
+        return self._obs(), float(reward), bool(terminated), False, self._info(stopped=stopped)
+
+    def _obs(self) -> np.ndarray:
+        last = self._last
+        return np.concatenate(
+            [
+                last.thumb[0].reshape(-1),
+                last.attributes[0],
+                self._unit,
+                [self._t / self.horizon],
+            ]
+        ).astype(np.float32)
+
+    def _info(self, stopped: bool = False) -> dict[str, Any]:
+        return {
+            "image_id": self.core.images.ids[self._image],
+            "score": float(self._last.score[0]),
+            "clipped": float(self._last.clipped[0]),
+            "stopped": stopped,
+        }
+
+    # -- Gymnasium API --------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        image = self._draw(seed, options)
+        return self._start(image, self.core.neutral([image])[0])
+
+    def step(self, action: np.ndarray):
+        pending = self._prepare(action)
+        res = None if pending.unit is None else self.core.evaluate([pending.image], pending.unit[None]).row(0)
+        return self._complete(pending, res)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        import torch
+
+        with torch.no_grad():
+            img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))
+        return (img[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+    @property
+    def physical_params(self) -> np.ndarray:
+        """Current ISP parameters in physical units, ``(P,)``."""
+        import torch
+
+        return self.core.isp_module.unit_to_params(torch.as_tensor(self._unit[None]))[0].numpy()

@@ -1,0 +1,234 @@
+"""Held-out evaluation of an agent against the default parameters, random search and gradient ascent.
+
+``evaluate_policies`` fills the ``eval.json`` of a run folder:
+
+    {"default":         {"mean_score", "per_image", "reward_evals", "seconds", ...},
+     "agent":           {...},
+     "random_search":   {... as many reward evaluations per image as the agent uses},
+     "gradient_ascent": {... per-image Adam on the unit-box params through ISP + reward},
+     "amortisation":    {"score_gain_ratio": agent gain / GA gain, "compute_ratio": GA s / agent s}}
+
+Scores are the reward model's own scores (``mos`` for ATTIQA), not the regularised reward.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["evaluate_policies", "gradient_ascent", "random_search", "save_before_after_grid", "save_training_curve"]
+
+
+def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images: bool = False) -> tuple[dict, np.ndarray | None]:
+    """Scores the final params of a policy (this measurement is not counted in its compute)."""
+    import isp
+
+    res = core.evaluate(idx, unit, keep_images=keep_images)
+    physical = isp.unit_to_params(torch.as_tensor(unit)).numpy()
+    names = list(isp.PARAM_NAMES)
+    per_image = [
+        {
+            "id": core.images.ids[i],
+            "score": float(res.score[k]),
+            "clipped_fraction": float(res.clipped[k]),
+            "params": {n: float(v) for n, v in zip(names, physical[k])},
+        }
+        for k, i in enumerate(idx)
+    ]
+    entry = {
+        "mean_score": float(np.mean(res.score)),
+        "mean_clipped_fraction": float(np.mean(res.clipped)),
+        "reward_evals": int(evals),
+        "seconds": float(seconds),
+        "seconds_per_image": float(seconds / max(len(idx), 1)),
+        "per_image": per_image,
+    }
+    return entry, res.images
+
+
+def random_search(core, idx, n_evals: int, seed: int = 0) -> np.ndarray:
+    """Best of ``n_evals`` uniform draws in the unit box per image, by the reward model's score."""
+    rng = np.random.default_rng(seed)
+    B, P = len(idx), core.num_params
+    best = np.zeros((B, P), np.float32)
+    best_score = np.full(B, -np.inf)
+    for _ in range(max(int(n_evals), 1)):
+        cand = rng.uniform(-1.0, 1.0, size=(B, P)).astype(np.float32)
+        s = core.evaluate(idx, cand).normalized
+        better = s > best_score
+        best[better], best_score[better] = cand[better], s[better]
+    return best
+
+
+def gradient_ascent(
+    core,
+    idx,
+    *,
+    steps: int = 60,
+    lr: float = 0.05,
+    reward_scale: float = 10.0,
+    param_penalty: float = 0.0,
+    progress: Callable | None = None,
+) -> np.ndarray:
+    """Per-image Adam on the unit-box params through the ISP and the differentiable reward.
+
+    Maximises ``reward_scale * normalized_score - param_penalty * mean(u**2)`` with
+    ``u = tanh(z)`` (stays in the box; ``z = 0`` is neutral). Images are optimised together in
+    one batch, but each has its own parameters and the objective is a sum, so the gradients are
+    per-image. Returns the best iterate seen per image (by the objective).
+    """
+    B, P = len(idx), core.num_params
+    z = torch.zeros(B, P, device=core.device, requires_grad=True)
+    opt = torch.optim.Adam([z], lr=lr)
+    best = np.zeros((B, P), np.float32)
+    best_obj = np.full(B, -np.inf)
+    raw = core.raw_batch(idx)
+    for _ in range(steps):
+        u = torch.tanh(z)
+        imgs = core.pipeline(raw, core.isp_module.unit_to_params(u), validate=False)
+        out = core.reward(imgs)
+        obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
+        core.reward_evals += B
+        o = obj.detach().cpu().numpy()
+        better = o > best_obj
+        best[better], best_obj[better] = u.detach().cpu().numpy()[better], o[better]
+        opt.zero_grad(set_to_none=True)
+        (-obj.sum()).backward()
+        opt.step()
+        if progress is not None:
+            progress(1)
+    return best
+
+
+def evaluate_policies(
+    core,
+    predictor,
+    *,
+    ga_steps: int = 60,
+    ga_lr: float = 0.05,
+    reward_scale: float = 10.0,
+    param_penalty: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Runs the four policies on every image of ``core`` (the held-out split).
+
+    Args:
+        core: a ``TuningCore`` over the test images.
+        predictor: an :class:`rl.inference.AgentParamsPredictor`.
+        ga_steps, ga_lr: gradient ascent budget and step size.
+        reward_scale, param_penalty: the objective gradient ascent maximises (the agent's, without
+            the non-differentiable clipping penalty).
+        seed: random search seed.
+        progress: show a tqdm bar for gradient ascent.
+
+    Returns:
+        The ``eval.json`` dictionary and the renders ``{"default", "agent", "gradient_ascent"}``
+        as ``(B, 3, H, W)`` arrays for the before/after grid.
+    """
+    from tqdm import tqdm
+
+    idx = list(range(len(core.images)))
+    B, P = len(idx), core.num_params
+    results: dict = {}
+    renders: dict[str, np.ndarray] = {}
+
+    t0 = time.perf_counter()
+    zero = np.zeros((B, P), np.float32)
+    results["default"], renders["default"] = _entry(core, idx, zero, 0, time.perf_counter() - t0, keep_images=True)
+
+    t0 = time.perf_counter()
+    agent_unit, agent_evals = predictor.predict_unit(core, idx)
+    results["agent"], renders["agent"] = _entry(core, idx, agent_unit, agent_evals, time.perf_counter() - t0, True)
+
+    t0 = time.perf_counter()
+    rs_unit = random_search(core, idx, agent_evals, seed)
+    results["random_search"], _ = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
+
+    bar = tqdm(total=ga_steps, desc="gradient ascent", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    ga_unit = gradient_ascent(
+        core, idx, steps=ga_steps, lr=ga_lr, reward_scale=reward_scale, param_penalty=param_penalty, progress=bar.update
+    )
+    ga_seconds = time.perf_counter() - t0
+    bar.close()
+    results["gradient_ascent"], renders["gradient_ascent"] = _entry(core, idx, ga_unit, ga_steps, ga_seconds, True)
+    results["gradient_ascent"]["backward_passes"] = int(ga_steps)
+
+    d = results["default"]["mean_score"]
+    agent_gain = results["agent"]["mean_score"] - d
+    ga_gain = results["gradient_ascent"]["mean_score"] - d
+    agent_s = max(results["agent"]["seconds_per_image"], 1e-9)
+    results["amortisation"] = {
+        "agent_gain": agent_gain,
+        "gradient_ascent_gain": ga_gain,
+        "random_search_gain": results["random_search"]["mean_score"] - d,
+        "score_gain_ratio": float(agent_gain / ga_gain) if abs(ga_gain) > 1e-12 else None,
+        "compute_ratio": float(results["gradient_ascent"]["seconds_per_image"] / agent_s),
+        "reward_eval_ratio": float(ga_steps / max(agent_evals, 1)),
+        "n_images": B,
+    }
+    return results, renders
+
+
+def _to_hwc(img: np.ndarray) -> np.ndarray:
+    return np.clip(np.transpose(img, (1, 2, 0)), 0.0, 1.0)
+
+
+def save_before_after_grid(path, renders: dict[str, np.ndarray], results: dict, ids: list[str], max_rows: int = 6) -> None:
+    """PNG grid: one row per test image, columns default / agent / gradient ascent, scores in titles."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rl.common import atomic_write_bytes
+
+    cols = [c for c in ("default", "agent", "gradient_ascent") if c in renders]
+    rows = min(len(ids), max_rows)
+    fig, axes = plt.subplots(rows, len(cols), figsize=(3.2 * len(cols), 3.0 * rows), squeeze=False)
+    for r in range(rows):
+        for c, name in enumerate(cols):
+            ax = axes[r][c]
+            ax.imshow(_to_hwc(renders[name][r]))
+            s = results[name]["per_image"][r]["score"]
+            ax.set_title(f"{ids[r]} {name}: {s:.3f}", fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_training_curve(path, timesteps: list[int], returns: list[float], scores: list[float]) -> None:
+    """PNG of the mean episode return (regularised score gain) and mean final score over training."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rl.common import atomic_write_bytes
+
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax[0].plot(timesteps, returns)
+    ax[0].set_xlabel("timesteps")
+    ax[0].set_ylabel("mean episode return")
+    ax[0].set_title("training return (score gain, scaled)")
+    ax[1].plot(timesteps, scores)
+    ax[1].set_xlabel("timesteps")
+    ax[1].set_ylabel("mean final score")
+    ax[1].set_title("reward-model score at episode end")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

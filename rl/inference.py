@@ -1,0 +1,194 @@
+"""Using a trained agent: ISP parameters for RAW images, from a run folder.
+
+Example:
+    >>> from rl.inference import AgentParamsPredictor            # doctest: +SKIP
+    >>> predictor = AgentParamsPredictor.load("runs/2026...-sac-attiqa")
+    >>> params = predictor.predict([isp.read_raw("photo.dng")])   # (1, P) physical ISP params
+    >>> img = isp.render(raw, params[0])
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml
+
+__all__ = ["AgentParamsPredictor", "ObsNormalizer", "build_policy", "load_policy_weights"]
+
+
+class ObsNormalizer:
+    """Observation normalisation of SB3's ``VecNormalize``, from plain arrays.
+
+    Args:
+        mean: ``(D,)`` running mean. var: ``(D,)`` running variance.
+        clip_obs: normalised values are clipped to ``[-clip_obs, clip_obs]``.
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray, clip_obs: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.mean = np.asarray(mean, np.float64)
+        self.var = np.asarray(var, np.float64)
+        self.clip_obs = float(clip_obs)
+        self.epsilon = float(epsilon)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = np.clip((obs - self.mean) / np.sqrt(self.var + self.epsilon), -self.clip_obs, self.clip_obs)
+        return out.astype(np.float32)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ObsNormalizer":
+        d = load_npz(path)
+        return cls(d["obs_mean"], d["obs_var"], float(d["clip_obs"]), float(d["epsilon"]))
+
+
+def _algo_class(algo: str):
+    from stable_baselines3 import PPO, SAC, TD3
+
+    classes = {"sac": SAC, "ppo": PPO, "td3": TD3}
+    if algo not in classes:
+        raise ValueError(f"unknown algorithm {algo!r}; choose one of {', '.join(classes)}")
+    return classes[algo]
+
+
+def build_policy(algo: str, obs_dim: int, act_dim: int, policy_kwargs: dict | None, device: str = "cpu"):
+    """Builds an untrained SB3 ``MlpPolicy`` of ``algo`` for flat observations and ``[-1, 1]`` actions."""
+    from gymnasium import spaces
+
+    policy_cls = _algo_class(algo).policy_aliases["MlpPolicy"]
+    obs_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32)
+    act_space = spaces.Box(-1.0, 1.0, shape=(act_dim,), dtype=np.float32)
+    policy = policy_cls(obs_space, act_space, lambda _: 0.0, **(policy_kwargs or {}))
+    return policy.to(device).eval()
+
+
+def load_policy_weights(policy, agent_zip: str | Path, device: str = "cpu") -> None:
+    """Loads ``policy.pth`` from an SB3 agent zip with ``weights_only=True`` (no pickled data is read).
+
+    Raises:
+        ValueError: the zip holds no policy or weights of another architecture.
+    """
+    agent_zip = Path(agent_zip)
+    if not agent_zip.is_file():
+        raise FileNotFoundError(f"no agent file {agent_zip}")
+    try:
+        with zipfile.ZipFile(agent_zip) as zf, zf.open("policy.pth") as f:
+            import io
+
+            state = torch.load(io.BytesIO(f.read()), map_location=device, weights_only=True)
+    except (KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{agent_zip} is not a Stable-Baselines3 agent file ({e})") from e
+    try:
+        policy.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{agent_zip} does not match the architecture in config.yaml: {e}") from e
+
+
+class AgentParamsPredictor:
+    """A trained agent that picks ISP parameters for RAW images.
+
+    Applies the environment's preprocessing (preview of ``env.preview_side``, center crop of
+    ``env.crop``), builds the same observation as the environment (thumbnail of the current
+    rendering, the reward model's attributes, current params, elapsed fraction), normalises it
+    with the run's statistics and runs the deterministic policy (one step in ``absolute`` mode,
+    ``horizon`` steps in ``incremental`` mode).
+
+    Args:
+        policy: an SB3 policy. config: the run's resolved config. normalizer: observation
+            normalisation (``None`` when the run used none). reward: the reward model the
+            observation's attributes come from. device: torch device.
+    """
+
+    def __init__(self, policy, config: dict, normalizer: ObsNormalizer | None, reward, device: str = "cpu") -> None:
+        self.policy = policy
+        self.config = config
+        self.normalizer = normalizer
+        self.reward = reward
+        self.device = device
+        env = config["env"]
+        self.mode = env["mode"]
+        self.horizon = 1 if self.mode == "absolute" else int(env.get("horizon") or 4)
+        self.step_size = float(env.get("step_size", 0.5))
+        self.allow_stop = bool(env.get("allow_stop", False)) and self.mode == "incremental"
+        self.thumb_size = int(env["thumb_size"])
+        self.crop = tuple(env["crop"])
+        self.preview_side = int(env["preview_side"])
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> "AgentParamsPredictor":
+        """Loads the agent, its normalisation statistics and its reward model from a run folder.
+
+        Raises:
+            FileNotFoundError: ``run_dir`` lacks ``config.yaml`` or the agent.
+        """
+        from envs.rewards import create_reward
+
+        run_dir = Path(run_dir)
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+        config = load_yaml(run_dir / CONFIG_FILE)
+        policy = build_policy(
+            config["algo"], int(config["obs_dim"]), int(config["act_dim"]), config["algo_kwargs"].get("policy_kwargs"), device
+        )
+        load_policy_weights(policy, run_dir / AGENT_FILE, device)
+        normalizer = ObsNormalizer.load(run_dir / VECNORM_FILE) if (run_dir / VECNORM_FILE).is_file() else None
+        reward = create_reward(config["reward"], config.get("attiqa_checkpoint") if config["reward"] == "attiqa" else None, device)
+        return cls(policy, config, normalizer, reward, device)
+
+    # -- core loop on a TuningCore ----------------------------------------------------------------
+    def _obs(self, res, unit: np.ndarray, t: int) -> np.ndarray:
+        B = unit.shape[0]
+        obs = np.concatenate(
+            [res.thumb.reshape(B, -1), res.attributes, unit, np.full((B, 1), t / self.horizon)], axis=1
+        ).astype(np.float32)
+        return self.normalizer(obs) if self.normalizer is not None else obs
+
+    def predict_unit(self, core, idx: Sequence[int]) -> tuple[np.ndarray, int]:
+        """Unit-box params ``(B, P)`` the agent picks for images ``idx`` of a ``TuningCore``.
+
+        Returns:
+            The params and the number of reward evaluations per image it took to choose them.
+        """
+        idx = list(idx)
+        B, P = len(idx), core.num_params
+        unit = np.zeros((B, P), np.float32)
+        active = np.ones(B, bool)
+        res = core.evaluate(idx, unit)
+        evals = 1
+        for t in range(self.horizon):
+            action, _ = self.policy.predict(self._obs(res, unit, t), deterministic=True)
+            action = np.clip(np.asarray(action, np.float32).reshape(B, -1), -1.0, 1.0)
+            if self.mode == "absolute":
+                return action[:, :P], evals
+            if self.allow_stop:
+                active &= action[:, -1] <= 0.0
+            step = self.step_size * action[:, :P] * active[:, None]
+            unit = np.clip(unit + step, -1.0, 1.0).astype(np.float32)
+            if t + 1 < self.horizon and active.any():
+                res = core.evaluate(idx, unit)
+                evals += 1
+        return unit, evals
+
+    @torch.no_grad()
+    def predict(self, raws: Sequence) -> torch.Tensor:
+        """Physical ISP parameters ``(B, P)`` the agent chooses for each RAW image.
+
+        Args:
+            raws: ``isp.RawImage`` objects (any size; the environment's preprocessing is applied).
+        """
+        import isp
+        from envs.core import ImageSet, TuningCore, prepare_raw
+
+        out = []
+        for raw in raws:  # one at a time: previews of different shapes do not stack
+            prev = raw.preview(self.preview_side) if max(raw.mosaic.shape) > self.preview_side else raw
+            H, W = prev.mosaic.shape
+            crop = (min(self.crop[0], H // 2 * 2), min(self.crop[1], W // 2 * 2))
+            images = ImageSet([prepare_raw(prev, crop)], [str(raw.path)], crop)
+            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, device=self.device)
+            unit, _ = self.predict_unit(core, [0])
+            out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
+        return torch.stack(out).to(self.device)

@@ -1,0 +1,207 @@
+"""Train an agent that sets ISP parameters, rewarded by an image-quality model, and evaluate it.
+
+    python rl/train_agent.py --reward attiqa            # embedded default: sample set + starter ATTIQA
+    python rl/train_agent.py --reward attiqa --data /data/fivek --attiqa-checkpoint koniq.pt
+    python rl/train_agent.py --run-dir runs/X --resume  # continue a stopped run
+
+The run folder gets config.yaml (resolved), command.txt, agent.zip, vecnormalize.npz,
+TensorBoard logs (tb/), periodic checkpoints (checkpoints/), eval.json, training_curve.png
+and before_after.png.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, EVAL_FILE  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from envs.rewards import reward_names
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--reward", default="attiqa", choices=reward_names(), help="reward model from the registry")
+    p.add_argument("--algo", default="sac", choices=ALGOS, help="Stable-Baselines3 algorithm")
+    p.add_argument("--data", default=None, help="MIT-Adobe-5K root (default: the embedded sample set, built on first use)")
+    p.add_argument("--attiqa-checkpoint", default=None, help="ATTIQA checkpoint (default: the starter model, built on first use)")
+    p.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: from the hyperparameter file)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the agent, the envs and random search")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--run-dir", default=None, help="output folder (default: runs/<timestamp>-<algo>-<reward>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
+    p.add_argument("--n-envs", type=int, default=None, help="vectorised environments (default: from the hyperparameter file)")
+    p.add_argument("--hyperparams-file", default=None, help="YAML file to use instead of rl/hyperparams/<algo>.yml")
+    p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="overrides, e.g. algo_kwargs.batch_size=64 env.mode=incremental")
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args) -> dict:
+    """The full configuration of a new run: hyperparameter file + overrides + command-line flags."""
+    from rl.common import load_hyperparams, merge_config, parse_overrides
+
+    config = load_hyperparams(args.algo, args.reward, args.hyperparams_file)
+    config = merge_config(config, parse_overrides(args.hyperparams))
+    if args.total_timesteps is not None:
+        config["total_timesteps"] = args.total_timesteps
+    if args.n_envs is not None:
+        config["n_envs"] = args.n_envs
+    if args.data is None:
+        from isp.sample_data import ensure_sample_set
+
+        print("data: no --data given, using the embedded sample set (synthetic RAWs, not MIT-Adobe-5K)")
+        args.data = str(ensure_sample_set())
+    checkpoint = args.attiqa_checkpoint
+    if args.reward == "attiqa" and checkpoint is None:
+        from attiqa.starter import ensure_starter
+
+        print("reward: no --attiqa-checkpoint given, using the STARTER ATTIQA model (not the paper's weights)")
+        checkpoint = str(ensure_starter())
+    config.update(
+        algo=args.algo,
+        reward=args.reward,
+        data=str(Path(args.data).resolve()),
+        attiqa_checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
+        seed=args.seed,
+        device=args.device,
+    )
+    return config
+
+
+def main(argv=None) -> int:
+    import numpy as np
+    import torch
+    import yaml
+
+    from envs.core import TuningCore, load_image_set
+    from envs.rewards import create_reward
+    from envs.vec_env import IspTuningVecEnv
+    from rl.common import atomic_write_text, build_env_kwargs, dump_json, load_yaml, resolve_device
+    from rl.evaluate import evaluate_policies, save_before_after_grid, save_training_curve
+    from rl.inference import AgentParamsPredictor
+    from rl.training import (
+        CurveCallback,
+        ProgressCallback,
+        RunStateCallback,
+        build_model,
+        normalizer_of,
+        restore_run_state,
+        save_run_state,
+        wrap_env,
+    )
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    # 1. Configuration and run folder.
+    if args.resume:
+        if args.run_dir is None or not (Path(args.run_dir) / CONFIG_FILE).is_file():
+            print(f"error: --resume needs --run-dir pointing at an existing run (with {CONFIG_FILE})", file=sys.stderr)
+            return 2
+        run_dir = Path(args.run_dir)
+        config = load_yaml(run_dir / CONFIG_FILE)
+        if args.total_timesteps is not None:
+            config["total_timesteps"] = args.total_timesteps
+    else:
+        config = resolve_config(args)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.run_dir or f"runs/{stamp}-{args.algo}-{args.reward}")
+        if (run_dir / CONFIG_FILE).exists():
+            print(f"error: {run_dir} already holds a run; use --resume or another --run-dir", file=sys.stderr)
+            return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config["device"])
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    with open(run_dir / COMMAND_FILE, "a", encoding="utf-8") as f:
+        f.write(command + "\n")
+    print(f"run folder: {run_dir}  (algo {config['algo']}, reward {config['reward']}, device {device})")
+
+    # 2. Reward model and environments (train split for training, test split for evaluation).
+    reward = create_reward(config["reward"], config["attiqa_checkpoint"] if config["reward"] == "attiqa" else None, device)
+    print(f"reward: {reward.description}; range {reward.score_range}, lower_better={reward.lower_better}")
+    env_kwargs = build_env_kwargs(config)
+    train_images = load_image_set(config["data"], "train", preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
+    test_images = load_image_set(config["data"], "test", preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
+    print(f"data: {len(train_images)} training and {len(test_images)} held-out RAWs from {config['data']}")
+    core = TuningCore(train_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
+    venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in ("crop", "preview_side", "thumb_size")})
+    venv = wrap_env(venv, bool(config.get("normalize", True)))
+    config["obs_dim"] = int(venv.observation_space.shape[0])
+    config["act_dim"] = int(venv.action_space.shape[0])
+    if not args.resume:
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+
+    # 3. Agent (restored when resuming) and training.
+    model = build_model(config["algo"], venv, config, int(config["seed"]), device, str(run_dir / "tb"))
+    curve: list[dict] = []
+    done_steps = 0
+    if args.resume:
+        done_steps, curve = restore_run_state(model, venv, run_dir)
+        print(f"resuming at timestep {done_steps}")
+    total = int(config["total_timesteps"])
+    callbacks = [
+        CurveCallback(curve, every=int(config.get("curve_every", 512))),
+        RunStateCallback(run_dir, curve, every=int(config.get("checkpoint_every", 4096))),
+        ProgressCallback(total, done_steps),
+    ]
+    t0 = time.perf_counter()
+    try:
+        if total > done_steps:
+            model.learn(total - done_steps, callback=callbacks, reset_num_timesteps=not args.resume, tb_log_name="tb", progress_bar=False)
+    except KeyboardInterrupt:
+        save_run_state(model, venv, run_dir, curve)
+        print(f"\ninterrupted at timestep {model.num_timesteps}; continue with --run-dir {run_dir} --resume")
+        return 130
+    train_seconds = time.perf_counter() - t0
+    save_run_state(model, venv, run_dir, curve)
+    print(f"trained to timestep {model.num_timesteps} in {train_seconds:.0f} s; agent saved to {run_dir}")
+    if curve:
+        save_training_curve(run_dir / "training_curve.png", [c["timesteps"] for c in curve], [c["mean_return"] for c in curve], [c["mean_score"] for c in curve])
+
+    # 4. Held-out evaluation: default params, agent, random search, gradient ascent.
+    if args.no_eval:
+        return 0
+    ev = config.get("eval", {})
+    test_core = TuningCore(test_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
+    model.policy.set_training_mode(False)
+    predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
+    results, renders = evaluate_policies(
+        test_core,
+        predictor,
+        ga_steps=int(ev.get("ga_steps", 60)),
+        ga_lr=float(ev.get("ga_lr", 0.05)),
+        reward_scale=float(env_kwargs["reward_scale"]),
+        param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
+        seed=int(config["seed"]),
+    )
+    results["meta"] = {
+        "reward": config["reward"],
+        "reward_description": reward.description,
+        "starter_reward": bool(reward.is_starter),
+        "data": config["data"],
+        "n_test_images": len(test_images),
+        "timesteps": int(model.num_timesteps),
+        "train_seconds_this_call": train_seconds,
+    }
+    dump_json(run_dir / EVAL_FILE, results)
+    save_before_after_grid(run_dir / "before_after.png", renders, results, test_images.ids)
+    d, a = results["default"]["mean_score"], results["agent"]["mean_score"]
+    am = results["amortisation"]
+    print(f"held-out mean score: default {d:.4f}, agent {a:.4f} ({'+' if a >= d else ''}{a - d:.4f}), "
+          f"random search {results['random_search']['mean_score']:.4f}, gradient ascent {results['gradient_ascent']['mean_score']:.4f}")
+    ratio = am["score_gain_ratio"]
+    print(f"amortisation: gain ratio {ratio if ratio is None else round(ratio, 3)}, compute ratio {am['compute_ratio']:.0f}x; wrote {run_dir / EVAL_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
