@@ -15,6 +15,7 @@ from envs.rewards import RewardModel
 __all__ = ["IspTuningEnv", "MODES"]
 
 MODES = ("absolute", "incremental")
+ATTR_BOUND = 100.0  # attribute scores are clipped to [-ATTR_BOUND, ATTR_BOUND] in observations
 
 
 @dataclass
@@ -54,7 +55,7 @@ class IspTuningEnv(gym.Env):
     | Slice                 | Observation                                                        | Min  | Max |
     |-----------------------|--------------------------------------------------------------------|------|-----|
     | `[0, 3t^2)`           | thumbnail of the current rendering, RGB in `[0, 1]`, channel-major  | 0    | 1   |
-    | `[3t^2, 3t^2+5)`      | the reward model's five attribute scores of the current rendering  | -Inf | Inf |
+    | `[3t^2, 3t^2+5)`      | the reward model's five attribute scores of the current rendering  | -100 | 100 |
     | `[3t^2+5, 3t^2+5+P)`  | current ISP parameters in the unit box                             | -1   | 1   |
     | last                  | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
 
@@ -146,8 +147,8 @@ class IspTuningEnv(gym.Env):
         t = core.thumb_size
         self.num_params = P
         self.action_space = spaces.Box(-1.0, 1.0, shape=(P + int(self.allow_stop),), dtype=np.float32)
-        low = np.concatenate([np.zeros(3 * t * t), np.full(5, -np.inf), -np.ones(P), [0.0]]).astype(np.float32)
-        high = np.concatenate([np.ones(3 * t * t), np.full(5, np.inf), np.ones(P), [1.0]]).astype(np.float32)
+        low = np.concatenate([np.zeros(3 * t * t), np.full(5, -ATTR_BOUND), -np.ones(P), [0.0]]).astype(np.float32)
+        high = np.concatenate([np.ones(3 * t * t), np.full(5, ATTR_BOUND), np.ones(P), [1.0]]).astype(np.float32)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
 
         self._image = 0
@@ -223,7 +224,7 @@ class IspTuningEnv(gym.Env):
         return np.concatenate(
             [
                 last.thumb[0].reshape(-1),
-                last.attributes[0],
+                np.clip(last.attributes[0], -ATTR_BOUND, ATTR_BOUND),
                 self._unit,
                 [self._t / self.horizon],
             ]

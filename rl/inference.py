@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from envs.isp_tuning import ATTR_BOUND
 from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml
 
 __all__ = ["AgentParamsPredictor", "ObsNormalizer", "build_policy", "load_policy_weights"]
@@ -142,7 +143,7 @@ class AgentParamsPredictor:
     def _obs(self, res, unit: np.ndarray, t: int) -> np.ndarray:
         B = unit.shape[0]
         obs = np.concatenate(
-            [res.thumb.reshape(B, -1), res.attributes, unit, np.full((B, 1), t / self.horizon)], axis=1
+            [res.thumb.reshape(B, -1), np.clip(res.attributes, -ATTR_BOUND, ATTR_BOUND), unit, np.full((B, 1), t / self.horizon)], axis=1
         ).astype(np.float32)
         return self.normalizer(obs) if self.normalizer is not None else obs
 
@@ -180,6 +181,7 @@ class AgentParamsPredictor:
             raws: ``isp.RawImage`` objects (any size; the environment's preprocessing is applied).
         """
         import isp
+
         from envs.core import ImageSet, TuningCore, prepare_raw
 
         out = []

@@ -77,7 +77,16 @@ def resolve_config(args) -> dict:
 
 
 def main(argv=None) -> int:
-    import numpy as np
+    try:
+        return run(argv)
+    except (FileNotFoundError, ValueError, KeyError) as e:  # bad data, checkpoint or config: one clear line
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+def run(argv=None) -> int:
+    """The whole job: configure, build envs, train, evaluate. See the module docstring."""
     import torch
     import yaml
 

@@ -1,0 +1,273 @@
+"""Tests of the ISP tuning environment, its reward registry and the batched VecEnv."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs import IspTuningEnv, create_reward
+from envs.core import TuningCore, clipped_fraction, load_image_set
+from envs.rewards import REWARDS, RewardEntry, RewardModel, register_reward
+from envs.vec_env import IspTuningVecEnv
+
+CROP = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def images(sample_root):
+    return load_image_set(sample_root, "train", preview_side=128, crop=CROP)
+
+
+@pytest.fixture(scope="module")
+def analytic():
+    return create_reward("analytic")
+
+
+@pytest.fixture(scope="module")
+def core(images, analytic):
+    return TuningCore(images, analytic, thumb_size=4)
+
+
+def make_env(core, **kw):
+    return IspTuningEnv(core=core, **kw)
+
+
+# -- API checks ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [{"mode": "absolute"}, {"mode": "incremental", "horizon": 3, "allow_stop": True}])
+def test_gymnasium_check_env(core, kw):
+    gym_check_env(make_env(core, **kw), skip_render_check=True)
+
+
+@pytest.mark.parametrize("mode", ["absolute", "incremental"])
+def test_sb3_check_env(core, mode):
+    sb3_check_env(make_env(core, mode=mode), warn=True)
+
+
+def test_registered_id(images, analytic):
+    assert envs.ENV_ID in gym.registry
+    env = gym.make(envs.ENV_ID, images=images, reward=analytic, thumb_size=4)
+    assert env.spec.max_episode_steps == 64
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert obs.dtype == np.float32
+
+
+def test_render_rgb_array(core):
+    env = make_env(core, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == (*CROP, 3)
+
+
+def test_unknown_mode_and_nan_action(core):
+    with pytest.raises(ValueError, match="mode"):
+        make_env(core, mode="sideways")
+    env = make_env(core)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.full(env.action_space.shape, np.nan, np.float32))
+
+
+# -- determinism ------------------------------------------------------------------------------------
+def _rollout(env, seed, n_episodes=3):
+    rng = np.random.default_rng(123)
+    out = []
+    obs, info = env.reset(seed=seed)
+    out.append((obs, info["image_id"]))
+    for _ in range(n_episodes):
+        done = False
+        while not done:
+            obs, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+            out.append((obs, r, info["image_id"]))
+            done = term or trunc
+        obs, info = env.reset()
+        out.append((obs, info["image_id"]))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["absolute", "incremental"])
+def test_same_seed_same_rollout(core, images, analytic, mode):
+    a = _rollout(make_env(core, mode=mode, horizon=2), seed=7)
+    # A separately built core (fresh caches) must give the same transitions.
+    b = _rollout(make_env(TuningCore(images, analytic, thumb_size=4), mode=mode, horizon=2), seed=7)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x[0], y[0])
+        assert x[1:] == y[1:]
+
+
+def test_seed_changes_image_sequence(core):
+    env = make_env(core)
+    ids = {tuple(env.reset(seed=s)[1]["image_id"] for _ in range(1)) for s in range(20)}
+    assert len(ids) > 1
+
+
+# -- action mapping and reward -------------------------------------------------------------------------
+def test_zero_action_is_neutral(core):
+    import isp
+
+    env = make_env(core)
+    env.reset(seed=0)
+    _, reward, terminated, _, _ = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert terminated
+    assert reward == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(env.physical_params, isp.neutral_params(1)[0].numpy(), rtol=0, atol=1e-6)
+
+
+def test_absolute_action_maps_through_unit_to_params(core, analytic, images):
+    import isp
+
+    env = make_env(core, reward_scale=3.0)
+    _, info = env.reset(seed=1)
+    i = images.ids.index(info["image_id"])
+    a = np.linspace(-0.8, 0.8, env.action_space.shape[0]).astype(np.float32)
+    _, reward, _, _, info = env.step(a)
+    expected_params = isp.unit_to_params(torch.as_tensor(a[None]))
+    np.testing.assert_allclose(env.physical_params, expected_params[0].numpy(), atol=1e-6)
+    # Independent path: render with the ISP directly, score with the reward model.
+    with torch.no_grad():
+        batch = isp.RawBatch.from_raws([images.raws[i]] * 2)
+        imgs = isp.ISP()(batch, torch.cat([isp.neutral_params(1), expected_params]))
+        norm = analytic(imgs).normalized.numpy()
+    assert reward == pytest.approx(3.0 * (norm[1] - norm[0]), abs=1e-4)
+
+
+def test_incremental_steps_accumulate_and_clip(core):
+    env = make_env(core, mode="incremental", horizon=3, step_size=0.5)
+    env.reset(seed=0)
+    P = env.num_params
+    a = np.ones(P, np.float32)
+    total = 0.0
+    for t in range(3):
+        obs, r, term, _, _ = env.step(a)
+        total += r
+        assert term == (t == 2)
+        np.testing.assert_allclose(obs[-P - 1 : -1], min(0.5 * (t + 1), 1.0))
+    # The return telescopes to the score gain of the final params over the neutral ones.
+    ref = make_env(core, reward_scale=env.reward_scale)
+    ref.reset(seed=0)
+    _, r_abs, _, _, _ = ref.step(np.ones(P, np.float32))
+    assert total == pytest.approx(r_abs, abs=1e-4)
+
+
+def test_stop_action_ends_episode_without_reward(core):
+    env = make_env(core, mode="incremental", horizon=4, allow_stop=True)
+    env.reset(seed=0)
+    a = np.zeros(env.action_space.shape, np.float32)
+    a[-1] = 1.0
+    _, r, term, _, info = env.step(a)
+    assert term and r == 0.0 and info["stopped"]
+
+
+def test_clip_penalty_lowers_reward_of_blown_images(core):
+    P = core.num_params
+    u = np.ones(P, np.float32)  # every parameter at its high end: bright, contrasty, saturated
+    plain = make_env(core)
+    penalised = make_env(core, clip_penalty=5.0, param_penalty=1.0)
+    plain.reset(seed=3)
+    penalised.reset(seed=3)
+    _, r0, _, _, i0 = plain.step(u)
+    _, r1, _, _, i1 = penalised.step(u)
+    neutral = core.neutral([core.images.ids.index(i0["image_id"])])[0]
+    excess = max(i0["clipped"] - float(neutral.clipped[0]), 0.0)
+    assert r1 == pytest.approx(r0 - 5.0 * excess - 1.0, abs=1e-4)
+
+
+def test_clipped_fraction_reference():
+    img = torch.full((1, 3, 4, 4), 0.5)
+    img[0, :, 0, :] = 1.0  # one row blown
+    img[0, 1, 1, 0] = 0.0  # one pixel with a crushed channel
+    assert clipped_fraction(img).item() == pytest.approx(5 / 16)
+
+
+# -- reward registry -------------------------------------------------------------------------------
+def test_registry_entries_know_sign_and_range(analytic):
+    assert {"attiqa", "analytic"} <= set(REWARDS)
+    for entry in REWARDS.values():
+        assert entry.lower_better is False
+    assert analytic.score_range == REWARDS["analytic"].score_range
+    x = torch.rand(2, 3, 32, 32)
+    out = analytic(x)
+    assert out.score.shape == (2,) and out.attributes.shape == (2, 5)
+    lo, hi = analytic.score_range
+    assert torch.all(out.score >= lo) and torch.all(out.score <= hi)
+
+
+def test_attiqa_reward_uses_metric_range(tiny_attiqa_checkpoint):
+    import attiqa
+
+    reward = create_reward("attiqa", str(tiny_attiqa_checkpoint))
+    metric = attiqa.create_metric(str(tiny_attiqa_checkpoint))
+    assert reward.lower_better == metric.lower_better is False
+    assert reward.score_range == tuple(float(v) for v in metric.score_range)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(reward(x).score, metric(x).mos)
+
+
+def test_normalisation_flips_lower_better():
+    class Const(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3))
+
+    up = RewardModel("up", Const(), lambda s: (s, s[:, None].expand(-1, 5)), lower_better=False, score_range=(0, 2))
+    down = RewardModel("down", Const(), lambda s: (s, s[:, None].expand(-1, 5)), lower_better=True, score_range=(0, 2))
+    x = torch.full((1, 3, 2, 2), 0.5)
+    assert up(x).normalized.item() == pytest.approx(0.25)
+    assert down(x).normalized.item() == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        RewardModel("bad", Const(), lambda s: (s, s), lower_better=False, score_range=(1, 1))
+
+
+def test_registry_errors():
+    with pytest.raises(KeyError, match="analytic"):
+        create_reward("no-such-reward")
+    with pytest.raises(ValueError, match="already"):
+        register_reward(RewardEntry("analytic", False, (0, 1), "dup", lambda c, d: None))
+
+
+# -- vectorised env -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["absolute", "incremental"])
+def test_vec_env_matches_single_envs(core, mode):
+    n, seed = 3, 11
+    venv = IspTuningVecEnv(n, core=core, mode=mode, horizon=2)
+    venv.seed(seed)
+    vobs = venv.reset()
+    singles = [make_env(core, mode=mode, horizon=2) for _ in range(n)]
+    sobs = [env.reset(seed=seed + i)[0] for i, env in enumerate(singles)]
+    np.testing.assert_allclose(vobs, np.stack(sobs), atol=1e-5)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = rng.uniform(-1, 1, (n,) + venv.action_space.shape).astype(np.float32)
+        vobs, vrew, vdone, vinfo = venv.step(actions)
+        for i, env in enumerate(singles):
+            obs, r, term, trunc, _ = env.step(actions[i])
+            assert vdone[i] == (term or trunc)
+            assert vrew[i] == pytest.approx(r, abs=1e-4)
+            if vdone[i]:
+                np.testing.assert_allclose(vinfo[i]["terminal_observation"], obs, atol=1e-5)
+                obs, _ = env.reset()
+            np.testing.assert_allclose(vobs[i], obs, atol=1e-5)
+
+
+def test_vec_env_one_batch_per_step(core):
+    venv = IspTuningVecEnv(4, core=core)
+    venv.seed(0)
+    venv.reset()
+    calls = []
+    original = core.evaluate
+
+    def spy(idx, unit, keep_images=False):
+        calls.append(len(idx))
+        return original(idx, unit, keep_images)
+
+    core.evaluate = spy
+    try:
+        venv.step(np.zeros((4,) + venv.action_space.shape, np.float32))
+    finally:
+        core.evaluate = original
+    assert calls[0] == 4  # all four environments rendered and scored in one call

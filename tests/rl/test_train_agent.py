@@ -1,0 +1,174 @@
+"""Smoke and unit tests of rl/train_agent.py, the run folder, resuming and the params predictor."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rl.common import ALGOS, load_hyperparams, load_yaml, parse_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "rl" / "train_agent.py"
+# Small everything: 4 envs, 64x64 crops, 5 gradient-ascent steps, learning starts early.
+FAST = [
+    "--n-envs", "4",
+    "--hyperparams", "env.crop=[64,64]", "env.preview_side=128", "env.thumb_size=4",
+    "eval.ga_steps=5", "checkpoint_every=256", "curve_every=128",
+]
+
+
+def run_script(*args, timeout=300):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
+    )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_run(sample_root, tiny_attiqa_checkpoint, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    proc = run_script(
+        "--reward", "attiqa", "--total-timesteps", 512, "--data", sample_root,
+        "--attiqa-checkpoint", tiny_attiqa_checkpoint, "--run-dir", run_dir, "--threads", 1, *FAST,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run_dir, proc
+
+
+def test_smoke_run_writes_run_folder(smoke_run):
+    run_dir, _ = smoke_run
+    for name in ("config.yaml", "command.txt", "agent.zip", "vecnormalize.npz", "eval.json", "state.json", "before_after.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tb").iterdir())
+    assert list((run_dir / "checkpoints").glob("agent_*_steps.zip"))
+    config = load_yaml(run_dir / "config.yaml")
+    assert config["reward"] == "attiqa" and config["algo"] == "sac" and config["total_timesteps"] == 512
+    assert "--total-timesteps 512" in (run_dir / "command.txt").read_text()
+    ev = json.loads((run_dir / "eval.json").read_text())
+    for key in ("default", "agent", "random_search", "gradient_ascent"):
+        entry = ev[key]
+        assert {"mean_score", "per_image", "reward_evals", "seconds"} <= set(entry)
+        assert entry["mean_score"] == pytest.approx(np.mean([p["score"] for p in entry["per_image"]]))
+    assert ev["random_search"]["reward_evals"] == ev["agent"]["reward_evals"]
+    assert {"score_gain_ratio", "compute_ratio"} <= set(ev["amortisation"])
+    # Gradient ascent keeps its best iterate, so it cannot end below the default parameters.
+    assert ev["gradient_ascent"]["mean_score"] >= ev["default"]["mean_score"] - 1e-6
+    assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 512
+
+
+def test_resume_continues_timestep_count(smoke_run, tmp_path):
+    import shutil
+
+    src, _ = smoke_run
+    run_dir = tmp_path / "resumed"
+    shutil.copytree(src, run_dir)
+    proc = run_script("--run-dir", run_dir, "--resume", "--total-timesteps", 768, "--no-eval", "--threads", 1)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "resuming at timestep 512" in proc.stdout
+    assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 768
+    assert len((run_dir / "command.txt").read_text().splitlines()) == 2
+
+
+def test_existing_run_dir_is_refused(smoke_run, sample_root, tiny_attiqa_checkpoint):
+    run_dir, _ = smoke_run
+    proc = run_script("--reward", "attiqa", "--data", sample_root, "--attiqa-checkpoint", tiny_attiqa_checkpoint, "--run-dir", run_dir)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_predictor_reproduces_eval_params(smoke_run, sample_root):
+    """AgentParamsPredictor (contract) picks the same params as the agent in eval.json."""
+    import isp
+    from isp import fivek
+
+    from rl.inference import AgentParamsPredictor
+
+    run_dir, _ = smoke_run
+    predictor = AgentParamsPredictor.load(run_dir)
+    test = fivek.load_split(sample_root)["test"]
+    raws = [fivek.cached_preview(e.dng, 128) for e in test]
+    params = predictor.predict(raws)
+    assert params.shape == (len(raws), isp.NUM_PARAMS)
+    isp.validate_params(params)
+    ev = json.loads((run_dir / "eval.json").read_text())
+    for k, entry in enumerate(ev["agent"]["per_image"]):
+        expected = [entry["params"][n] for n in isp.PARAM_NAMES]
+        np.testing.assert_allclose(params[k].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_predictor_rejects_foreign_weights(smoke_run, tmp_path):
+    import shutil
+    import zipfile
+
+    from rl.inference import AgentParamsPredictor
+
+    run_dir, _ = smoke_run
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    with zipfile.ZipFile(bad / "agent.zip", "w") as zf:
+        buf = __import__("io").BytesIO()
+        torch.save({"weight": torch.zeros(3)}, buf)
+        zf.writestr("policy.pth", buf.getvalue())
+    with pytest.raises(ValueError, match="architecture"):
+        AgentParamsPredictor.load(bad)
+
+
+def test_bad_data_root_fails_cleanly(tmp_path, tiny_attiqa_checkpoint):
+    proc = run_script("--reward", "analytic", "--data", tmp_path / "nothing", "--run-dir", tmp_path / "r", "--total-timesteps", 16)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "nothing" in proc.stderr
+
+
+def test_ppo_short_run(sample_root, tmp_path):
+    proc = run_script(
+        "--reward", "analytic", "--algo", "ppo", "--total-timesteps", 256, "--data", sample_root,
+        "--run-dir", tmp_path / "ppo", "--threads", 1, *FAST, "algo_kwargs.n_steps=32", "algo_kwargs.batch_size=64",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ev = json.loads((tmp_path / "ppo" / "eval.json").read_text())
+    assert ev["agent"]["reward_evals"] == 1
+
+
+# -- configuration -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ALGOS)
+def test_hyperparams_have_default(algo):
+    hp = load_hyperparams(algo, "attiqa")
+    assert hp["env"]["mode"] in ("absolute", "incremental")
+    assert isinstance(hp["algo_kwargs"]["learning_rate"], float)
+    assert hp["total_timesteps"] > 0
+
+
+def test_hyperparams_reject_duplicate_keys(tmp_path):
+    f = tmp_path / "dup.yml"
+    f.write_text("default:\n  n_envs: 2\n  n_envs: 3\n")
+    with pytest.raises(yaml.YAMLError, match="duplicated"):
+        load_hyperparams("sac", "attiqa", f)
+
+
+def test_reward_entry_overrides_default(tmp_path):
+    f = tmp_path / "hp.yml"
+    f.write_text("default:\n  n_envs: 2\n  env: {crop: [8, 8], mode: absolute}\nanalytic:\n  env: {crop: [16, 16]}\n")
+    hp = load_hyperparams("sac", "analytic", f)
+    assert hp["env"] == {"crop": [16, 16], "mode": "absolute"} and hp["n_envs"] == 2
+    assert load_hyperparams("sac", "attiqa", f)["env"]["crop"] == [8, 8]
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=incremental"]) == {"a": {"b": 3, "c": [1, 2]}, "d": "incremental"}
+    with pytest.raises(ValueError):
+        parse_overrides(["novalue"])
+
+
+def test_help_lists_flags():
+    proc = run_script("--help", timeout=120)
+    assert proc.returncode == 0
+    for flag in ("--reward", "--algo", "--data", "--attiqa-checkpoint", "--total-timesteps", "--seed", "--device", "--run-dir", "--resume", "--n-envs"):
+        assert flag in proc.stdout
