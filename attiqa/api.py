@@ -180,7 +180,7 @@ def expand_image_paths(inputs) -> list[Path]:
     """
     from attiqa.transforms import IMAGE_EXTENSIONS
 
-    out = []
+    out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -192,4 +192,4 @@ def expand_image_paths(inputs) -> list[Path]:
             out.append(p)
         else:
             raise FileNotFoundError(f"no such file or folder: {p}")
-    return out
+    return list(dict.fromkeys(out))  # each file once, first occurrence's order

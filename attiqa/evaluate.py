@@ -253,6 +253,9 @@ def model_attributes():
     return ATTRIBUTES
 
 
+_KNOWN = {"koniq10k", "koniq", "spaq", "clive", "livec", "livechallenge", "flive", "ava", "agiqa3k", "agiqa"}
+
+
 def _parse_named(spec: str) -> tuple[str, str]:
     if "=" in spec:
         name, value = spec.split("=", 1)
@@ -268,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", action="append", default=[], metavar="NAME=CKPT",
                    help="a pretrained (or quality) checkpoint to evaluate as one table row; repeatable")
     p.add_argument("--dataset", action="append", required=True, metavar="NAME=ROOT",
-                   help="dataset: koniq10k, spaq, clive, flive, ava, agiqa3k or csv, with its root; repeatable")
+                   help="dataset: koniq10k, spaq, clive, flive, ava or agiqa3k with its root, or NAME=FILE.csv "
+                        "for a generic CSV (path, mos); repeatable")
     p.add_argument("--protocol", nargs="+", default=["split"],
                    choices=("split", "data-efficient", "linear-probe", "cross"), help="protocols to run")
     p.add_argument("--cross", action="append", default=[], metavar="TRAIN:TEST",
@@ -298,8 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         datasets = {}
         for spec in args.dataset:
             name, root = _parse_named(spec) if "=" in spec else ("csv", spec)
-            ds = load_dataset(name, root) if name != "csv" else load_csv(root)
-            datasets[ds.name if name != "csv" else Path(root).stem] = ds
+            if name.lower().replace("-", "").replace("_", "") in _KNOWN and name != "csv":
+                ds = load_dataset(name, root)
+                datasets[ds.name] = ds
+            else:  # a generic CSV, named NAME (or after its folder for csv=PATH)
+                ds = load_csv(root)
+                datasets[name if name != "csv" else Path(root).resolve().parent.name] = ds
         models = dict(_parse_named(s) for s in args.pretrained)
         if args.ablation:
             if not args.pretrain_images:

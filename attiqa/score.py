@@ -15,8 +15,9 @@ __all__ = ["main", "starter_notice"]
 
 def starter_notice(metric) -> None:
     """Tells on stderr that the starter model is in use."""
-    print(f"attiqa: using the STARTER model ({metric.checkpoint_path}): {metric.description or 'starter model'}; "
-          "not the paper's weights. Pass --checkpoint for a model fine-tuned on a MOS dataset.", file=sys.stderr)
+    print(f"attiqa: using the STARTER model ({metric.checkpoint_path}): "
+          f"{metric.description or 'starter model, not the paper' + chr(39) + 's weights'}. "
+          "Pass --checkpoint for a model fine-tuned on a MOS dataset.", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

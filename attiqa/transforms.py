@@ -120,6 +120,8 @@ class TestTransform:
     Returns ``(5, 3, crop, crop)``; average the model's outputs over the first axis.
     """
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, resize: int = 340, crop: int = 320):
         if crop > resize:
             raise ValueError(f"crop {crop} is larger than the resized short edge {resize}")
