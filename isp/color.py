@@ -1,0 +1,101 @@
+"""Colour constants and functions: sRGB/ProPhoto primaries (from colour-science), the camera
+colour matrix, sRGB transfer functions.
+
+All matrices act on column vectors: ``xyz = M @ rgb``.
+"""
+from __future__ import annotations
+
+import colour
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "SRGB_TO_XYZ",
+    "XYZ_TO_SRGB",
+    "camera_to_srgb_matrix",
+    "srgb_encode",
+    "srgb_decode",
+    "apply_color_matrix",
+    "ColorMatrix",
+    "SRGBEncode",
+    "LUMA_WEIGHTS",
+]
+
+_SRGB = colour.RGB_COLOURSPACES["sRGB"]
+SRGB_TO_XYZ: np.ndarray = np.asarray(_SRGB.matrix_RGB_to_XYZ, dtype=np.float64)
+XYZ_TO_SRGB: np.ndarray = np.asarray(_SRGB.matrix_XYZ_to_RGB, dtype=np.float64)
+#: Relative luminance of linear sRGB primaries (the Y row of the sRGB -> XYZ matrix).
+LUMA_WEIGHTS: tuple[float, float, float] = tuple(float(v) for v in SRGB_TO_XYZ[1])
+
+
+def camera_to_srgb_matrix(cam_to_xyz: np.ndarray) -> np.ndarray:
+    """White-preserving camera RGB -> linear sRGB matrix, as LibRaw builds it.
+
+    The XYZ -> camera matrix is combined with sRGB -> XYZ; each row of the resulting
+    sRGB -> camera matrix is normalised to sum 1 (so white-balanced camera white maps to sRGB
+    white) and the result is inverted.
+
+    Args:
+        cam_to_xyz: ``(3, 3)`` camera -> XYZ (D65).
+
+    Returns:
+        ``(3, 3)`` float64 camera -> linear sRGB.
+    """
+    xyz_to_cam = np.linalg.inv(np.asarray(cam_to_xyz, dtype=np.float64))
+    srgb_to_cam = xyz_to_cam @ SRGB_TO_XYZ
+    srgb_to_cam = srgb_to_cam / srgb_to_cam.sum(axis=1, keepdims=True)
+    return np.linalg.inv(srgb_to_cam)
+
+
+def srgb_encode(x: torch.Tensor) -> torch.Tensor:
+    """IEC 61966-2-1 sRGB opto-electronic transfer (linear -> encoded).
+
+    Args:
+        x: linear values, any shape, expected in ``[0, 1]`` (negatives are clamped to 0).
+
+    Returns:
+        Encoded values, same shape.
+    """
+    x = x.clamp_min(0.0)
+    lo = x * 12.92
+    hi = 1.055 * x.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055
+    return torch.where(x <= 0.0031308, lo, hi)
+
+
+def srgb_decode(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`srgb_encode` (encoded -> linear)."""
+    y = y.clamp_min(0.0)
+    lo = y / 12.92
+    hi = ((y.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4)
+    return torch.where(y <= 0.04045, lo, hi)
+
+
+def apply_color_matrix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Per-image 3x3 colour matrix.
+
+    Args:
+        x: ``(B, 3, H, W)``.
+        matrix: ``(3, 3)`` or ``(B, 3, 3)``.
+
+    Returns:
+        ``(B, 3, H, W)``: ``out[b, :, i, j] = matrix[b] @ x[b, :, i, j]``.
+    """
+    if matrix.dim() == 2:
+        matrix = matrix.unsqueeze(0).expand(x.shape[0], 3, 3)
+    b, c, h, w = x.shape
+    return torch.bmm(matrix.to(x.dtype), x.reshape(b, c, h * w)).reshape(b, 3, h, w)
+
+
+class ColorMatrix(nn.Module):
+    """Module form of :func:`apply_color_matrix`; the matrix is passed per call."""
+
+    def forward(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return apply_color_matrix(x, matrix)
+
+
+class SRGBEncode(nn.Module):
+    """Module form of :func:`srgb_encode`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return srgb_encode(x)

@@ -1,0 +1,244 @@
+"""The differentiable ISP: :class:`RawBatch`, :class:`ISP`, :func:`render`.
+
+Stage order (all parameters neutral = LibRaw's rendering with camera white balance, linear
+output, sRGB primaries, then sRGB encoding):
+
+1. black subtraction and normalisation by the white level (in :class:`RawBatch`, once),
+2. white balance on the mosaic (as-shot x temperature/tint), clip to ``[0, 1]``,
+3. bilinear demosaic,
+4. camera RGB -> linear sRGB (white-preserving matrix from camera->XYZ and colour-science's
+   sRGB primaries), clip,
+5. denoise (luma/chroma), 6. exposure, 7. highlights/shadows, 8. saturation/vibrance,
+9. sRGB encoding, 10. brightness and contrast curves, 11. sharpening, final clip.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .color import ColorMatrix, SRGBEncode, camera_to_srgb_matrix
+from .params import NUM_PARAMS, PARAM_INDEX, neutral_params, unit_to_params, validate_params
+from .raw import RawImage
+from .stages import (
+    Brightness,
+    Contrast,
+    Demosaic,
+    Denoise,
+    Exposure,
+    HighlightsShadows,
+    Saturation,
+    Sharpen,
+    WhiteBalance,
+)
+from .stages._util import is_noop
+
+__all__ = ["RawBatch", "ISP", "render", "apply_orientation"]
+
+_CH = {"R": 0, "G": 1, "B": 2}
+
+
+class RawBatch:
+    """A batch of equally sized RAW mosaics, prepared for :class:`ISP`.
+
+    Attributes:
+        linear: ``(B, 1, H, W)`` black-subtracted mosaic divided by ``white - black``, clipped to
+            ``[0, 1]``.
+        as_shot_wb: ``(B, 3)`` as-shot multipliers, normalised so the smallest is 1 (LibRaw).
+        cfa_index: ``(B, 4)`` long, channel (0 R, 1 G, 2 B) of each 2x2 CFA position.
+        cam_to_srgb: ``(B, 3, 3)`` camera RGB -> linear sRGB.
+        patterns: the B CFA strings.
+        orientations: the B LibRaw flips.
+    """
+
+    def __init__(self, linear, as_shot_wb, cfa_index, cam_to_srgb, patterns, orientations):
+        self.linear = linear
+        self.as_shot_wb = as_shot_wb
+        self.cfa_index = cfa_index
+        self.cam_to_srgb = cam_to_srgb
+        self.patterns = list(patterns)
+        self.orientations = list(orientations)
+
+    @classmethod
+    def from_raws(cls, raws: Sequence[RawImage], device=None, dtype=torch.float32) -> "RawBatch":
+        """Stack RawImages with equal mosaic shape.
+
+        Raises:
+            ValueError: empty list or different mosaic shapes.
+        """
+        raws = list(raws)
+        if not raws:
+            raise ValueError("RawBatch needs at least one RawImage")
+        shapes = {r.shape for r in raws}
+        if len(shapes) != 1:
+            raise ValueError(f"all mosaics in a RawBatch must have the same shape, got {sorted(shapes)}; crop or preview them first")
+        h, w = raws[0].shape
+        lin = np.empty((len(raws), 1, h, w), dtype=np.float32)
+        for i, r in enumerate(raws):
+            black = r.black_level.reshape(1, 2, 1, 2)
+            scale = 1.0 / (r.white_level - black)
+            v = (r.mosaic.reshape(h // 2, 2, w // 2, 2) - black) * scale
+            np.clip(v, 0.0, 1.0, out=v)
+            lin[i, 0] = v.reshape(h, w)
+        wb = np.stack([r.as_shot_wb / r.as_shot_wb.min() for r in raws]).astype(np.float32)
+        idx = np.array([[_CH[c] for c in r.cfa_pattern] for r in raws], dtype=np.int64)
+        mat = np.stack([camera_to_srgb_matrix(r.cam_to_xyz) for r in raws])
+        return cls(
+            torch.from_numpy(lin).to(device),
+            torch.from_numpy(wb).to(device),
+            torch.from_numpy(idx).to(device),
+            torch.from_numpy(mat).to(device=device, dtype=dtype),
+            [r.cfa_pattern for r in raws],
+            [r.orientation for r in raws],
+        )
+
+    def __len__(self) -> int:
+        return self.linear.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.linear.device
+
+    def to(self, device) -> "RawBatch":
+        """Copy to ``device``."""
+        return RawBatch(self.linear.to(device), self.as_shot_wb.to(device), self.cfa_index.to(device),
+                        self.cam_to_srgb.to(device), self.patterns, self.orientations)
+
+    def index(self, idx) -> "RawBatch":
+        """Sub-batch ``idx`` (a list of ints or a slice)."""
+        if isinstance(idx, slice):
+            ids = list(range(len(self)))[idx]
+        else:
+            ids = [int(i) for i in idx]
+        t = torch.tensor(ids, device=self.device)
+        return RawBatch(self.linear[t], self.as_shot_wb[t], self.cfa_index[t], self.cam_to_srgb[t],
+                        [self.patterns[i] for i in ids], [self.orientations[i] for i in ids])
+
+
+class ISP(nn.Module):
+    """Differentiable camera ISP: RAW mosaics + ``(B, P)`` parameters -> sRGB ``(B, 3, H, W)``.
+
+    Example:
+        >>> isp_ = ISP()  # doctest: +SKIP
+        >>> rgb = isp_(RawBatch.from_raws([raw]), neutral_params(1))  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.white_balance = WhiteBalance()
+        self.demosaic = Demosaic()
+        self.color_matrix = ColorMatrix()
+        self.denoise = Denoise()
+        self.exposure = Exposure()
+        self.highlights_shadows = HighlightsShadows()
+        self.saturation = Saturation()
+        self.encode = SRGBEncode()
+        self.brightness = Brightness()
+        self.contrast = Contrast()
+        self.sharpen = Sharpen()
+
+    def forward(self, batch: RawBatch, params: torch.Tensor | None = None, validate: bool = True, *,
+                unit: bool = False) -> torch.Tensor:
+        """Render a batch.
+
+        Args:
+            batch: the RAW mosaics.
+            params: ``(B, P)`` physical parameters (or ``(P,)`` for all images); None = neutral.
+            validate: check finiteness and ranges (turn off in hot loops).
+            unit: ``params`` are in the unit box ``[-1, 1]`` and get mapped by
+                :func:`isp.unit_to_params` first.
+
+        Returns:
+            ``(B, 3, H, W)`` sRGB in ``[0, 1]`` (orientation *not* applied).
+        """
+        b = len(batch)
+        dev = batch.device
+        if params is None:
+            params = neutral_params(b, device=dev)
+        params = torch.as_tensor(params)
+        if params.dim() == 1:
+            params = params.unsqueeze(0)
+        if params.shape[0] == 1 and b > 1:
+            params = params.expand(b, -1)
+        if params.dim() != 2 or params.shape != (b, NUM_PARAMS):
+            raise ValueError(f"params must be (B, P) = ({b}, {NUM_PARAMS}), got {tuple(params.shape)}")
+        if unit:
+            if validate and not torch.isfinite(params).all():
+                raise ValueError("unit ISP parameters contain NaN or inf")
+            params = unit_to_params(params)
+        if validate:
+            validate_params(params)
+        p = params.to(device=dev, dtype=batch.linear.dtype)
+        P = {n: p[:, i] for n, i in PARAM_INDEX.items()}
+
+        x = self.white_balance(batch.linear, batch.as_shot_wb, batch.cfa_index, P["wb_temperature"], P["wb_tint"])
+        x = self.demosaic(x, batch.patterns)
+        x = self.color_matrix(x, batch.cam_to_srgb).clamp(0.0, 1.0)
+        if not (is_noop(P["denoise_luma"]) and is_noop(P["denoise_chroma"])):
+            x = self.denoise(x, P["denoise_luma"], P["denoise_chroma"]).clamp(0.0, 1.0)
+        if not is_noop(P["exposure"]):
+            x = self.exposure(x, P["exposure"])
+        if not (is_noop(P["highlights"]) and is_noop(P["shadows"])):
+            x = self.highlights_shadows(x, P["highlights"], P["shadows"])
+        if not (is_noop(P["saturation"]) and is_noop(P["vibrance"])):
+            x = self.saturation(x, P["saturation"], P["vibrance"])
+        x = self.encode(x)
+        if not is_noop(P["brightness"]):
+            x = self.brightness(x, P["brightness"])
+        if not is_noop(P["contrast"]):
+            x = self.contrast(x, P["contrast"])
+        if not is_noop(P["sharpen"]):
+            x = self.sharpen(x, P["sharpen"])
+        return x.clamp(0.0, 1.0)
+
+
+def apply_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Rotate an image as LibRaw's ``flip`` says.
+
+    Args:
+        img: ``(..., H, W)``.
+        orientation: 0 (none), 3 (180 deg), 5 (90 deg counter-clockwise), 6 (90 deg clockwise).
+
+    Returns:
+        The displayed image.
+    """
+    o = int(orientation)
+    if o == 0:
+        return img
+    if o == 3:
+        return torch.flip(img, dims=(-2, -1))
+    if o == 5:
+        return torch.rot90(img, 1, dims=(-2, -1))
+    if o == 6:
+        return torch.rot90(img, -1, dims=(-2, -1))
+    raise ValueError(f"orientation must be 0, 3, 5 or 6, got {orientation}")
+
+
+_DEFAULT_ISP: dict[str, ISP] = {}
+
+
+def render(raw: RawImage, params=None, *, max_side: int | None = None, device="cpu", validate: bool = True) -> torch.Tensor:
+    """Render one RAW image to display-oriented sRGB (no gradient).
+
+    Args:
+        raw: the image.
+        params: ``(P,)`` or ``(1, P)`` physical parameters; None = neutral.
+        max_side: downscale (Bayer-aware) so the longer side is at most this; None = full size.
+        device: torch device.
+
+    Returns:
+        ``(3, H, W)`` float32 sRGB in ``[0, 1]`` on CPU... on ``device``.
+    """
+    if max_side is not None:
+        raw = raw.preview(max_side)
+    key = str(device)
+    if key not in _DEFAULT_ISP:
+        _DEFAULT_ISP[key] = ISP().to(device).eval()
+    with torch.inference_mode():
+        batch = RawBatch.from_raws([raw], device=device)
+        if params is not None:
+            params = torch.as_tensor(params, dtype=torch.float32).reshape(1, NUM_PARAMS)
+        out = _DEFAULT_ISP[key](batch, params, validate=validate)[0]
+        return apply_orientation(out, raw.orientation)

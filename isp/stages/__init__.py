@@ -1,0 +1,29 @@
+"""ISP stages: each a plain function on tensors plus a thin ``nn.Module`` that calls it.
+
+Per-image parameters are floats or ``(B,)`` tensors broadcast against ``(B, C, H, W)``.
+"""
+from ..color import ColorMatrix, SRGBEncode, apply_color_matrix, srgb_decode, srgb_encode
+from .demosaic import Demosaic, bayer_masks, demosaic_bilinear
+from .detail import Denoise, Sharpen, denoise, gaussian_blur, sharpen
+from .adjust import Saturation, saturate, luminance
+from .tone import (
+    Brightness,
+    Contrast,
+    Exposure,
+    HighlightsShadows,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_exposure,
+    adjust_highlights_shadows,
+)
+from .white_balance import WhiteBalance, white_balance, wb_gains
+
+__all__ = [
+    "ColorMatrix", "SRGBEncode", "apply_color_matrix", "srgb_decode", "srgb_encode",
+    "Demosaic", "bayer_masks", "demosaic_bilinear",
+    "Denoise", "Sharpen", "denoise", "gaussian_blur", "sharpen",
+    "Saturation", "saturate", "luminance",
+    "Brightness", "Contrast", "Exposure", "HighlightsShadows",
+    "adjust_brightness", "adjust_contrast", "adjust_exposure", "adjust_highlights_shadows",
+    "WhiteBalance", "white_balance", "wb_gains",
+]

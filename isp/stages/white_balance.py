@@ -1,0 +1,48 @@
+"""White balance on the Bayer mosaic: as-shot multipliers times temperature/tint adjustments."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def wb_gains(as_shot: torch.Tensor, temperature, tint) -> torch.Tensor:
+    """Per-image R/G/B gains.
+
+    Args:
+        as_shot: ``(B, 3)`` as-shot multipliers (LibRaw convention: normalised so the smallest is 1).
+        temperature: float or ``(B,)`` in ``[-1, 1]``: red gain times ``2**(t/2)``, blue gain times
+            ``2**(-t/2)``.
+        tint: float or ``(B,)`` in ``[-1, 1]``: green gain times ``2**(-tint/2)``.
+
+    Returns:
+        ``(B, 3)`` gains.
+    """
+    t = torch.as_tensor(temperature, dtype=as_shot.dtype, device=as_shot.device).reshape(-1)
+    n = torch.as_tensor(tint, dtype=as_shot.dtype, device=as_shot.device).reshape(-1)
+    zero = torch.zeros_like(t * n)
+    log2 = torch.stack([t / 2 + zero, -n / 2 + zero, -t / 2 + zero], dim=-1)
+    return as_shot * torch.exp2(log2)
+
+
+def white_balance(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor) -> torch.Tensor:
+    """Multiply each Bayer sample by its channel's gain and clip to ``[0, 1]`` (LibRaw's clip).
+
+    Args:
+        mosaic: ``(B, 1, H, W)`` black-subtracted, normalised to ``[0, 1]``; H, W even.
+        gains: ``(B, 3)`` R/G/B gains.
+        cfa_index: ``(B, 4)`` long, channel index (0 R, 1 G, 2 B) of each 2x2 position, row-major.
+
+    Returns:
+        ``(B, 1, H, W)`` in ``[0, 1]``.
+    """
+    b, _, h, w = mosaic.shape
+    g = torch.gather(gains.to(mosaic.dtype), 1, cfa_index.to(mosaic.device)).reshape(b, 1, 2, 1, 2)
+    out = mosaic.reshape(b, h // 2, 2, w // 2, 2) * g
+    return out.clamp(0.0, 1.0).reshape(b, 1, h, w)
+
+
+class WhiteBalance(nn.Module):
+    """Module form: ``forward(mosaic, as_shot, cfa_index, temperature, tint)``."""
+
+    def forward(self, mosaic, as_shot, cfa_index, temperature=0.0, tint=0.0):  # noqa: D102
+        return white_balance(mosaic, wb_gains(as_shot, temperature, tint), cfa_index)
