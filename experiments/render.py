@@ -1,0 +1,224 @@
+"""Render RAW files to sRGB images with the differentiable ISP, at full resolution.
+
+Usage::
+
+    python experiments/render.py --params default INPUT... --out DIR
+    python experiments/render.py --params my_params.json INPUT... --out DIR --format tif --bits 16
+    python experiments/render.py --run RUN_DIR INPUT... --out DIR
+
+``INPUT`` is any mix of RAW files and folders (searched recursively for RAW extensions).
+``--params`` takes ``default`` (neutral parameters) or a JSON file ``{"name": value}`` (missing
+names are neutral; see ``isp.PARAM_SPECS``). ``--run`` uses a trained agent's parameters
+(``rl.inference.AgentParamsPredictor``), chosen per image.
+
+Outputs ``DIR/<stem>.<ext>`` with an embedded sRGB ICC profile and the camera orientation
+applied. Existing outputs are skipped (resumable) unless ``--overwrite``. A file that fails to
+decode or render is reported and skipped. Exit status: 0 all rendered, 1 some failed, 2 bad
+arguments / nothing to do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+RAW_EXTENSIONS = {
+    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
+    ".pef", ".srw", ".rwl", ".3fr", ".iiq", ".erf", ".kdc", ".dcr", ".mrw", ".mef", ".mos", ".x3f",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", type=Path, help="run folder of a trained agent (parameters chosen per image)")
+    src.add_argument("--params", help="'default' (neutral) or a JSON file {name: value}")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="RAW files or folders")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--format", choices=("png", "jpg", "tif"), default="png", help="output format (default png)")
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="8 (png/jpg) or 16 (png/tif); default 8")
+    p.add_argument("--max-side", type=int, default=None, help="downscale to this longest side (default: full resolution)")
+    p.add_argument("--batch-size", type=int, default=4, help="images of equal size rendered together (default 4)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--overwrite", action="store_true", help="re-render outputs that already exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def find_raws(inputs: list[Path]) -> tuple[list[Path], list[str]]:
+    """Expand files/folders into a sorted, de-duplicated list of RAW files; also return problems."""
+    found: list[Path] = []
+    problems: list[str] = []
+    for item in inputs:
+        if item.is_dir():
+            hits = sorted(f for f in item.rglob("*") if f.is_file() and f.suffix.lower() in RAW_EXTENSIONS and not f.name.startswith("."))
+            if not hits:
+                problems.append(f"{item}: no RAW files in this folder")
+            found.extend(hits)
+        elif item.is_file():
+            found.append(item)
+        else:
+            problems.append(f"{item}: no such file or folder")
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique, problems
+
+
+def output_names(files: list[Path], out: Path, ext: str) -> list[Path]:
+    """``out/<stem>.<ext>``, with ``-2``, ``-3``... added when stems repeat."""
+    names, used = [], set()
+    for f in files:
+        stem, k = f.stem, 1
+        while (stem if k == 1 else f"{stem}-{k}") in used:
+            k += 1
+        stem = stem if k == 1 else f"{stem}-{k}"
+        used.add(stem)
+        names.append(out / f"{stem}.{ext}")
+    return names
+
+
+def load_params(spec: str):
+    """``default`` or a JSON file -> ``(P,)`` tensor. Raises ValueError with a clear message."""
+    import isp
+
+    if spec == "default":
+        return isp.neutral_params(1)[0]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--params: {spec!r} is neither 'default' nor an existing JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--params {path}: not valid JSON ({exc})") from None
+    try:
+        return isp.params_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"--params {path}: {exc}") from None
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ext = {"png": "png", "jpg": "jpg", "tif": "tif"}[args.format]
+    if args.bits == 16 and ext == "jpg":
+        print("error: JPEG is 8-bit only; use --format png or tif with --bits 16", file=sys.stderr)
+        return 2
+    if args.bits == 8 and ext == "tif":
+        print("error: TIFF output is 16-bit; use --bits 16 (or --format png/jpg for 8 bits)", file=sys.stderr)
+        return 2
+    if args.batch_size < 1 or (args.max_side is not None and args.max_side < 2):
+        print("error: --batch-size must be >= 1 and --max-side >= 2", file=sys.stderr)
+        return 2
+    import torch
+
+    import isp
+
+    try:
+        device = resolve_device(args.device)
+        params = None if args.run else load_params(args.params)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    predictor = None
+    if args.run:
+        try:
+            from rl.inference import AgentParamsPredictor
+        except ImportError as exc:
+            print(f"error: --run needs the rl package ({exc})", file=sys.stderr)
+            return 2
+        try:
+            predictor = AgentParamsPredictor.load(args.run, device)
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+            print(f"error: cannot load the agent from {args.run}: {exc}", file=sys.stderr)
+            return 2
+
+    files, problems = find_raws(args.inputs)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not files:
+        print("error: no RAW files to render", file=sys.stderr)
+        return 2
+    outs = output_names(files, args.out, ext)
+    todo = [(f, o) for f, o in zip(files, outs) if args.overwrite or not o.exists()]
+    skipped = len(files) - len(todo)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pipeline = isp.ISP().to(device).eval()
+    failed: list[tuple[Path, str]] = []
+    done = 0
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), desc="render", unit="img", disable=args.quiet)
+
+    def flush(group: list) -> None:
+        nonlocal done
+        if not group:
+            return
+        try:
+            with torch.inference_mode():
+                batch = isp.RawBatch.from_raws([r for _, _, r, _ in group], device=device)
+                p = torch.stack([pp for _, _, _, pp in group]).to(device)
+                imgs = pipeline(batch, p, validate=True)
+        except Exception as exc:  # noqa: BLE001 - a rendering failure must not lose the other files
+            for f, _, _, _ in group:
+                failed.append((f, f"render failed: {exc}"))
+            bar.update(len(group))
+            return
+        for (f, o, raw, _), img in zip(group, imgs):
+            try:
+                isp.save_image(isp.apply_orientation(img, raw.orientation), o, bits=args.bits)
+                done += 1
+            except (OSError, ValueError) as exc:
+                failed.append((f, f"could not write {o}: {exc}"))
+            bar.update(1)
+
+    pending: dict[tuple, list] = {}
+    for f, o in todo:
+        try:
+            raw = isp.read_raw(f)
+            if args.max_side is not None:
+                raw = raw.preview(args.max_side)
+            if predictor is not None:
+                pp = predictor.predict([raw])[0].detach().float().cpu()
+                isp.validate_params(pp)
+            else:
+                pp = params
+        except (isp.RawError, OSError, ValueError, RuntimeError) as exc:
+            failed.append((f, str(exc)))
+            bar.update(1)
+            continue
+        key = raw.shape
+        pending.setdefault(key, []).append((f, o, raw, pp))
+        if len(pending[key]) >= args.batch_size:
+            flush(pending.pop(key))
+    for key in list(pending):
+        flush(pending.pop(key))
+    bar.close()
+
+    for f, msg in failed:
+        print(f"FAILED {f}: {msg}", file=sys.stderr)
+    print(f"rendered {done}, skipped {skipped} existing, failed {len(failed)} -> {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
