@@ -255,3 +255,61 @@ def test_study_page_in_chromium(tmp_path):
     assert len(plan) == len(key) == 10
     assert csv_path.name == f"answers-p_01-{study_id}.csv"
     _check_readback(plan, csv_path, json_path, out / "key.csv", "p 01", study_id)
+
+
+def test_end_to_end_agent_export_study(sample_root, tiny_attiqa_checkpoint, tmp_path):
+    """Short agent run -> export_pairs --run -> study in Chromium -> analyze_study prints a win rate."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "rl" / "train_agent.py"), "--reward", "attiqa", "--total-timesteps", "64",
+         "--data", str(sample_root), "--attiqa-checkpoint", str(tiny_attiqa_checkpoint), "--run-dir", str(run_dir),
+         "--threads", "1", "--no-eval", "--n-envs", "4", "--hyperparams", "env.crop=[64,64]", "env.preview_side=128",
+         "env.thumb_size=4", "checkpoint_every=256", "curve_every=128"],
+        capture_output=True, text=True, cwd=repo, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = tmp_path / "export"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "experiments" / "export_pairs.py"), "--run", str(run_dir), "--fivek", str(sample_root),
+         "--out", str(out), "--max-side", "96", "--no-progress"],
+        capture_output=True, text=True, cwd=repo, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in ("manifest.csv", "key.csv", "metrics.json", "contact_sheet.png", "study.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["source"].startswith("run:") and summary["attiqa_checkpoint"] == str(tiny_attiqa_checkpoint)
+    # The agent's parameters are what AgentParamsPredictor chooses for each test image.
+    import isp
+    import torch
+    from isp import fivek
+    from rl.inference import AgentParamsPredictor
+
+    predictor = AgentParamsPredictor.load(run_dir)
+    test = fivek.load_split(sample_root)["test"]
+    rows = {r["id"]: r for r in csv_rows(out / "manifest.csv")}
+    for e in test:
+        want = predictor.predict([isp.read_raw(e.dng)])[0]
+        got = isp.params_from_dict(json.loads(rows[e.id]["params"]))
+        torch.testing.assert_close(torch.as_tensor(got).reshape(-1).float(), want.reshape(-1).float(), atol=1e-5, rtol=1e-5)
+    plan, csv_path, json_path = run_study(out / "study.html", tmp_path, "e2e", seed=7)
+    assert len(plan) == len(test) == summary["n_pairs"]
+    _check_readback(plan, csv_path, json_path, out / "key.csv", "e2e", summary["study_id"])
+    proc = subprocess.run([sys.executable, str(repo / "experiments" / "analyze_study.py"), str(csv_path), str(json_path),
+                           "--key", str(out / "key.csv"), "--json", str(tmp_path / "result.json")],
+                          capture_output=True, text=True, cwd=repo, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "TOTAL" in proc.stdout and "95 % CI" in proc.stdout
+    res = json.loads((tmp_path / "result.json").read_text())
+    # The CSV and JSON hold the same answers of one participant; duplicates collapse to one each.
+    assert res["comparisons"]["agent_vs_expert_c"]["total"]["n"] == len(plan)
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
