@@ -1,0 +1,140 @@
+"""Teachers: models that give unlabeled images five attribute scores.
+
+Every teacher is an ``nn.Module`` with ``forward(images (B, 3, H, W) sRGB in [0, 1]) -> (B, 5)``,
+columns in the order of :data:`attiqa.ATTRIBUTES`, higher = more of the good pole (sharper,
+more contrast, brighter, more colourful, *less* noisy).
+
+* ``clip`` (:class:`attiqa.clip_teacher.CLIPTeacher`): CLIP with antonym prompt pairs, the
+  paper's teacher (needs CLIP weights from the Hugging Face hub or a local folder).
+* ``analytic`` (:class:`AnalyticTeacher`): closed-form measures that need no weights, for
+  offline use (the starter model, tests, the ``analytic`` reward). All of them are
+  differentiable.
+
+The analytic measures (``Y`` = Rec. 709 luma of the sRGB-encoded image; each raw measure is
+mapped to ``[0, 1]`` by a fixed monotone squashing whose constants put typical photographs
+in the middle of the range):
+
+==============  ======================================================  ==========================
+attribute       raw measure                                              squashing
+==============  ======================================================  ==========================
+sharpness       Tenengrad focus measure: mean squared Sobel gradient    sigmoid((log10 E + 2.7)/0.35)
+                magnitude of ``Y`` (Krotkov 1987; Pertuz et al. 2013)
+contrast        RMS contrast: standard deviation of ``Y`` (Peli 1990)   1 − exp(−c / 0.2)
+brightness      mean CIE 1976 lightness L* of the linear luminance      L* / 100
+colorfulness    Hasler & Süsstrunk (2003) colourfulness M on the        1 − exp(−M / 45)
+                0–255 scale: sqrt(σ_rg² + σ_yb²) + 0.3 sqrt(μ_rg² + μ_yb²)
+noisiness       Immerkær (1996) fast noise estimate: σ = sqrt(π/2) ·     exp(−σ / 0.03)
+                mean|Y ∗ N| / 6 with N the 3×3 Laplacian-difference mask
+==============  ======================================================  ==========================
+
+Each is monotone under its own distortion of :mod:`attiqa.distortions` (tested): Gaussian blur
+strictly lowers gradient energy, blending towards the mean scales the RMS contrast, an exposure
+gain moves L*, blending towards luma scales both opponent channels, and scaling added noise
+raises the mask response.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attiqa import ATTRIBUTES
+
+__all__ = ["AnalyticTeacher", "CLIPTeacher", "TEACHERS", "create_teacher", "analytic_measures"]
+
+_LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    w = x.new_tensor(_LUMA).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def analytic_measures(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The raw (unsquashed) analytic measures, each ``(B,)``.
+
+    Returns:
+        ``{"tenengrad": E, "rms_contrast": c, "lightness": L*, "colorfulness": M, "noise_sigma": σ}``.
+    """
+    x = images.clamp(0, 1)
+    y = _luma(x)
+    sobel_x = y.new_tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+    kernels = torch.stack([sobel_x, sobel_x.t()])[:, None]
+    yp = F.pad(y, (1, 1, 1, 1), mode="replicate")
+    grad = F.conv2d(yp, kernels)
+    tenengrad = (grad ** 2).sum(dim=1).mean(dim=(1, 2))
+    rms = y.flatten(1).std(dim=1)
+    lum = _luma(_srgb_to_linear(x)).flatten(1).mean(dim=1)  # mean relative luminance
+    # CIE 1976 lightness of the mean luminance (smooth at the linear segment boundary)
+    eps = (6 / 29) ** 3
+    f = torch.where(lum > eps, lum.clamp_min(eps) ** (1 / 3), lum / (3 * (6 / 29) ** 2) + 4 / 29)
+    lightness = 116 * f - 16
+    r, g, b = (x * 255.0).unbind(dim=1)
+    rg = (r - g).flatten(1)
+    yb = (0.5 * (r + g) - b).flatten(1)
+    colorfulness = (rg.var(dim=1) + yb.var(dim=1) + 1e-6).sqrt() + \
+        0.3 * (rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + 1e-6).sqrt()
+    mask = y.new_tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3)
+    resp = F.conv2d(y, mask)  # valid region only, as in Immerkær's estimator
+    sigma = math.sqrt(math.pi / 2) / 6 * resp.abs().mean(dim=(1, 2, 3))
+    return {"tenengrad": tenengrad, "rms_contrast": rms, "lightness": lightness, "colorfulness": colorfulness,
+            "noise_sigma": sigma}
+
+
+class AnalyticTeacher(nn.Module):
+    """Closed-form attribute scores in ``[0, 1]`` (see the module docstring for the formulas).
+
+    Example:
+        >>> t = AnalyticTeacher()
+        >>> t(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
+
+    name = "analytic"
+    attributes = ATTRIBUTES
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        m = analytic_measures(images.float())
+        sharp = torch.sigmoid((torch.log10(m["tenengrad"] + 1e-8) + 2.7) / 0.35)
+        contrast = 1 - torch.exp(-m["rms_contrast"] / 0.2)
+        bright = (m["lightness"] / 100).clamp(0, 1)
+        colorful = 1 - torch.exp(-m["colorfulness"] / 45)
+        clean = torch.exp(-m["noise_sigma"] / 0.03)
+        return torch.stack([sharp, contrast, bright, colorful, clean], dim=1)
+
+
+def __getattr__(name):  # CLIPTeacher lives in attiqa.clip_teacher (imports transformers lazily)
+    if name == "CLIPTeacher":
+        from attiqa.clip_teacher import CLIPTeacher
+
+        return CLIPTeacher
+    raise AttributeError(name)
+
+
+TEACHERS = ("analytic", "clip")
+
+
+def create_teacher(name: str, **kwargs) -> nn.Module:
+    """Builds a teacher by name.
+
+    Args:
+        name: ``"analytic"`` or ``"clip"``.
+        **kwargs: passed to the teacher (``clip``: ``model=``, ``prompts=``, ``device=``).
+    """
+    if name == "analytic":
+        if kwargs:
+            raise ValueError(f"the analytic teacher takes no options, got {sorted(kwargs)}")
+        return AnalyticTeacher()
+    if name == "clip":
+        from attiqa.clip_teacher import CLIPTeacher
+
+        return CLIPTeacher(**kwargs)
+    raise ValueError(f"unknown teacher {name!r}; choose one of {TEACHERS}")
