@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         pending.setdefault(key, []).append((f, o, raw, pp))
         if len(pending[key]) >= args.batch_size:
             flush(pending.pop(key))
+        elif sum(map(len, pending.values())) >= 2 * args.batch_size:
+            # Many different sizes (a large mixed folder): bound the decoded RAWs held in memory.
+            flush(pending.pop(max(pending, key=lambda k: len(pending[k]))))
     for key in list(pending):
         flush(pending.pop(key))
     bar.close()

@@ -232,6 +232,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
     try:
         raw = rawpy.imread(str(p))
     except rawpy.LibRawFileUnsupportedError as exc:
+        if _is_monochrome_tiff(p):
+            raise MonochromeError(f"{p}: monochrome DNG/TIFF (one sample per pixel, no colour filter array)") from None
         raise NotRawError(f"{p}: not a RAW file that LibRaw can read ({exc})") from None
     except (rawpy.LibRawIOError, rawpy.LibRawDataError, rawpy.LibRawTooBigError) as exc:
         raise CorruptRawError(f"{p}: truncated or corrupt RAW file ({exc})") from None
@@ -324,3 +326,15 @@ def _make_model(raw, p: Path) -> tuple[str, str]:
             return (str(make.value).strip() if make else "", str(model.value).strip() if model else "")
     except Exception:
         return "", ""
+
+
+def _is_monochrome_tiff(p: Path) -> bool:
+    """A DNG that LibRaw rejects but that is a single-channel greyscale image."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(p)) as tf:
+            page = tf.pages[0]
+            return 50706 in page.tags and page.samplesperpixel == 1 and int(page.photometric) in (0, 1, 34892)
+    except Exception:
+        return False
