@@ -7,9 +7,10 @@ so one ISP batch and one reward forward serve every environment at each step.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from envs.rewards import RewardModel, create_reward
 
-__all__ = ["ImageSet", "StepResult", "TuningCore", "load_image_set", "potential"]
+__all__ = ["ImageSet", "preview_for_crop", "prepare_raw", "StepResult", "TuningCore", "load_image_set", "potential"]
 
 
 @dataclass
@@ -38,27 +39,40 @@ class ImageSet:
         return len(self.raws)
 
 
-def prepare_raw(raw, crop: tuple[int, int], preview_side: int | None = None):
-    """Applies the environment's preprocessing to one RAW: preview downscale, then center crop.
+def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int):
+    """The environment's preprocessing: a preview of longest side ``preview_side``, center-cropped.
+
+    When that preview's short side is too small for the crop (panoramas, portrait mosaics), a
+    larger preview is taken, just large enough for the crop.
 
     Args:
-        raw: ``isp.RawImage`` (any size).
+        get_preview: ``side -> isp.RawImage`` preview whose longest side is ``side`` (e.g.
+            ``lambda s: isp.fivek.cached_preview(dng, s)``).
         crop: ``(H, W)`` mosaic crop; even numbers.
-        preview_side: longest side of the preview taken before cropping (``None`` keeps the size).
+        preview_side: longest side of the preview.
 
     Raises:
-        ValueError: the preview is smaller than the crop.
+        ValueError: even the full-size RAW is smaller than the crop.
     """
-    if preview_side is not None and max(raw.mosaic.shape) > preview_side:
-        raw = raw.preview(preview_side)
     h, w = crop
+    raw = get_preview(preview_side)
     H, W = raw.mosaic.shape
-    if H < h or W < w:
-        raise ValueError(
-            f"RAW {getattr(raw, 'path', None) or ''} preview is {H}x{W}, smaller than the crop {h}x{w}; "
-            "lower env.crop or raise env.preview_side"
-        )
+    side = preview_side
+    while H < h or W < w:  # previews may bin by whole factors: grow until the crop fits
+        side = max(side * 2, int(math.ceil(max(H, W) * max(h / H, w / W))))
+        bigger = get_preview(side)
+        if bigger.mosaic.shape == (H, W) or side > 1 << 15:
+            raise ValueError(
+                f"RAW {getattr(raw, 'path', None) or ''} is {H}x{W} at most, smaller than the crop {h}x{w}; lower env.crop"
+            )
+        raw = bigger
+        H, W = raw.mosaic.shape
     return raw.center_crop(h, w)
+
+
+def prepare_raw(raw, crop: tuple[int, int], preview_side: int):
+    """:func:`preview_for_crop` for an in-memory ``isp.RawImage`` (what the predictor uses)."""
+    return preview_for_crop(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side)
 
 
 def load_image_set(
@@ -89,7 +103,7 @@ def load_image_set(
         entries = entries[:limit]
     if not entries:
         raise ValueError(f"the {split!r} split of {root} is empty")
-    raws = [prepare_raw(fivek.cached_preview(e.dng, preview_side), crop) for e in entries]
+    raws = [preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), tuple(crop), preview_side) for e in entries]
     return ImageSet(raws=raws, ids=[e.id for e in entries], crop=tuple(crop))
 
 

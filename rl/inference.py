@@ -186,10 +186,7 @@ class AgentParamsPredictor:
 
         out = []
         for raw in raws:  # one at a time: previews of different shapes do not stack
-            prev = raw.preview(self.preview_side) if max(raw.mosaic.shape) > self.preview_side else raw
-            H, W = prev.mosaic.shape
-            crop = (min(self.crop[0], H // 2 * 2), min(self.crop[1], W // 2 * 2))
-            images = ImageSet([prepare_raw(prev, crop)], [str(raw.path)], crop)
+            images = ImageSet([prepare_raw(raw, self.crop, self.preview_side)], [str(raw.path)], self.crop)
             core = TuningCore(images, self.reward, thumb_size=self.thumb_size, device=self.device)
             unit, _ = self.predict_unit(core, [0])
             out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
