@@ -60,6 +60,10 @@ def load_quality_model(path) -> tuple[QualityModel, dict]:
         model = QualityModel.from_config(arch)
     except (TypeError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: cannot build the architecture stored in the checkpoint ({exc})") from None
+    bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{path}: the checkpoint holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]})")
     _load_strict(model, state, path)
     _check_normalization(model, meta, path)
     model.eval()
@@ -111,18 +115,25 @@ class QualityMetric(nn.Module):
         """The metric stays in eval mode (batch-norm statistics are frozen)."""
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> QualityOutput:
+    def forward(self, images: torch.Tensor, validate: bool = True) -> QualityOutput:
         """Scores a batch.
 
         Args:
             images: ``(B, 3, H, W)`` sRGB in ``[0, 1]`` (any size; 224 px and up works well).
+            validate: check that every value is finite (one reduction over the batch; pass
+                ``False`` in hot loops whose inputs are known to be finite).
 
         Returns:
             :class:`QualityOutput` with ``mos (B,)`` in ``score_range`` and ``attributes (B, 5)``;
             differentiable w.r.t. ``images``.
+
+        Raises:
+            ValueError: wrong shape, or (with ``validate``) NaN or infinite values.
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        if validate and not bool(torch.isfinite(images.detach()).all()):
+            raise ValueError("images contain NaN or infinite values")
         return self.model(images)
 
     @torch.no_grad()
@@ -168,7 +179,13 @@ def create_metric(checkpoint=None, device="cpu", progress: bool = True) -> Quali
     if checkpoint is None:
         from attiqa.starter import ensure_starter
         checkpoint = ensure_starter(progress=progress)
-    model, meta = load_quality_model(checkpoint)
+        try:
+            model, meta = load_quality_model(checkpoint)
+        except ValueError as exc:
+            raise ValueError(f"{exc}. The cached starter model is unusable: rebuild it with "
+                             "`python -m attiqa build-starter --force`") from None
+    else:
+        model, meta = load_quality_model(checkpoint)
     return QualityMetric(model, meta, checkpoint).to(resolve_device(device))
 
 

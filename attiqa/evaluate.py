@@ -84,7 +84,10 @@ def random_splits(n: int, n_splits: int = 10, train_fraction: float = 0.8,
 
 def _median(results: list[dict]) -> dict:
     keys = ("srocc", "plcc", "krcc")
-    med = {k: float(np.nanmedian([r[k] for r in results])) for k in keys}
+    med = {}
+    for k in keys:
+        vals = np.asarray([r[k] for r in results], dtype=np.float64)
+        med[k] = float(np.median(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else float("nan")
     med["n_splits"] = len(results)
     med["splits"] = results
     return med
@@ -216,7 +219,7 @@ def pretrain_variant(image_dir, out_path, *, variant: str = "baseline", teacher:
     """
     from attiqa.checkpoint import save_checkpoint
     from attiqa.models import build_model
-    from attiqa.pretrain import train_ranking
+    from attiqa.pretrain import pretrained_meta, train_ranking
     from attiqa.teachers import create_teacher
     from attiqa.transforms import IMAGE_EXTENSIONS, load_image, resize_short_edge
 
@@ -240,17 +243,10 @@ def pretrain_variant(image_dir, out_path, *, variant: str = "baseline", teacher:
     model = build_model(backbone, pretrained=pretrained)
     train_ranking(model, _LabelledImages(images, labels, crop, seed), steps=steps, batch_size=batch_size, lr=lr,
                   loss="l2" if variant == "l2-loss" else "margin", device=str(device), progress=progress, seed=seed)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    meta = {"kind": "pretrained", "architecture": model.config, "attributes": list(model_attributes()),
-            "normalization": model.config.get("normalization"), "starter": False,
-            "description": f"ablation '{variant}' pretrained on {image_dir} with the {teacher} teacher"}
-    save_checkpoint(out_path, state, meta)
+    meta = pretrained_meta(model, f"ablation '{variant}' pretrained on {image_dir} with the {teacher} teacher",
+                           {"ablation": variant, "pretrain_steps": steps})
+    save_checkpoint(out_path, model.state_dict(), meta)
     return Path(out_path)
-
-
-def model_attributes():
-    from attiqa import ATTRIBUTES
-    return ATTRIBUTES
 
 
 _KNOWN = {"koniq10k", "koniq", "spaq", "clive", "livec", "livechallenge", "flive", "ava", "agiqa3k", "agiqa"}

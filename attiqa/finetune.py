@@ -212,7 +212,7 @@ def finetune(model: QualityModel, dataset, config: FinetuneConfig | None = None,
             opt.step()
             sched.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if state_path is not None and (step % save_every == 0 or step == steps):

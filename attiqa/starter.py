@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from attiqa import ATTRIBUTES
 
 __all__ = ["StarterConfig", "build_starter", "ensure_starter", "starter_path", "cache_root", "starter_photos",
-           "isp_variation", "holdout_report", "main", "STARTER_DESCRIPTION"]
+           "isp_variation", "holdout_report", "format_report", "ranking_stage", "quality_stage", "main",
+           "STARTER_DESCRIPTION"]
 
 STARTER_VERSION = 1
 STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) ranking-pretrained "
@@ -298,7 +299,7 @@ def _fit_mos_head(qmodel, feats, targets, groups, config: StarterConfig, progres
             pg["lr"] = config.mos_lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / config.mos_steps))
     head.eval()
     del mu
-    return float(loss)
+    return float(loss.detach())
 
 
 @torch.no_grad()
@@ -340,7 +341,8 @@ def holdout_report(model, photos: dict[str, torch.Tensor], crop: int, levels=(0.
 
     def summarise(rows):
         per = [stats.spearmanr(lv, -r)[0] if np.ptp(r) > 0 else 0.0 for r in rows]
-        pooled = stats.spearmanr(np.tile(lv, len(rows)), -np.concatenate(rows))[0] if rows else float("nan")
+        allv = np.concatenate(rows) if rows else np.zeros(0)
+        pooled = stats.spearmanr(np.tile(lv, len(rows)), -allv)[0] if allv.size and np.ptp(allv) > 0 else 0.0
         return float(np.mean(per)) if per else float("nan"), float(pooled)
 
     report = {"photos": list(photos), "levels": list(levels), "n_crops": n_crops, "mos": {}, "attributes": {}}
@@ -371,6 +373,44 @@ def format_report(report: dict) -> str:
 # building
 
 
+def ranking_stage(photos: list[torch.Tensor], config: StarterConfig, progress: bool = True):
+    """Stage 1: backbone + attribute heads ranking-pretrained against the analytic teacher.
+
+    Returns:
+        ``(model, info)``: the :class:`attiqa.models.ATTIQAModel` in eval mode and
+        :func:`attiqa.pretrain.train_ranking`'s summary.
+    """
+    from attiqa.models import build_model
+    from attiqa.pretrain import train_ranking
+    from attiqa.teachers import AnalyticTeacher
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.backbone, pretrained=config.pretrained, head_hidden=config.head_hidden)
+    _freeze_backbone_prefix(model, config.trainable_backbone_fraction)
+    teacher = AnalyticTeacher().eval()
+    data = _RankingData(photos, teacher, config.rank_steps * config.rank_batch_size, config.crop, config.seed)
+    info = train_ranking(model, data, steps=config.rank_steps, batch_size=config.rank_batch_size,
+                         lr=config.rank_lr, loss="margin", margin=0.1, device="cpu", progress=progress,
+                         seed=config.seed)
+    model.requires_grad_(True)
+    return model.eval(), info
+
+
+def quality_stage(model, photos: list[torch.Tensor], config: StarterConfig, progress: bool = True):
+    """Stage 2: the MOS head fitted to synthetic distortion levels on the frozen model's head features.
+
+    Returns:
+        ``(quality_model, final_loss)`` with a :class:`attiqa.quality.QualityModel` in eval mode.
+    """
+    from attiqa.quality import QualityModel
+
+    feats, targets, groups = _mos_training_set(model, photos, config, progress)
+    torch.manual_seed(config.seed)
+    qmodel = QualityModel(model, head_hidden=config.mos_hidden, dropout=0.0, score_range=(0.0, 1.0))
+    loss = _fit_mos_head(qmodel, feats, targets, groups, config, progress)
+    return qmodel.eval(), loss
+
+
 def build_starter(path, config: StarterConfig | None = None, progress: bool = True) -> Path:
     """Builds the starter model and saves it as a quality checkpoint (atomically).
 
@@ -383,45 +423,33 @@ def build_starter(path, config: StarterConfig | None = None, progress: bool = Tr
         ``path``.
     """
     from attiqa.finetune import save_quality_checkpoint
-    from attiqa.models import build_model
-    from attiqa.pretrain import train_ranking
-    from attiqa.quality import QualityModel
-    from attiqa.teachers import AnalyticTeacher
 
     config = config or StarterConfig()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(config.seed)
     say = (lambda msg: print(f"attiqa starter: {msg}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
     photos = list(starter_photos(config.photos, config.photo_max_side).values())
     say(f"{len(photos)} packaged photos; ranking pretraining of the attribute heads ({config.rank_steps} steps)")
-    model = build_model(config.backbone, pretrained=config.pretrained, head_hidden=config.head_hidden)
-    _freeze_backbone_prefix(model, config.trainable_backbone_fraction)
-    teacher = AnalyticTeacher().eval()
-    data = _RankingData(photos, teacher, config.rank_steps * config.rank_batch_size, config.crop, config.seed)
-    rank_info = train_ranking(model, data, steps=config.rank_steps, batch_size=config.rank_batch_size,
-                              lr=config.rank_lr, loss="margin", margin=0.1, device="cpu", progress=progress,
-                              seed=config.seed)
-    model.requires_grad_(True)
-    model.eval()
-    t_rank = time.perf_counter() - t0
+    model, rank_info = ranking_stage(photos, config, progress)
+    t_rank, c_rank = time.perf_counter() - t0, time.process_time() - c0
     say(f"fitting the MOS head to synthetic distortion levels ({config.mos_samples} crops)")
-    feats, targets, groups = _mos_training_set(model, photos, config, progress)
-    torch.manual_seed(config.seed)
-    qmodel = QualityModel(model, head_hidden=config.mos_hidden, dropout=0.0, score_range=(0.0, 1.0))
-    mos_loss = _fit_mos_head(qmodel, feats, targets, groups, config, progress)
-    qmodel.eval()
+    qmodel, mos_loss = quality_stage(model, photos, config, progress)
+    t_mos, c_mos = time.perf_counter() - t0 - t_rank, time.process_time() - c0 - c_rank
     holdout = starter_photos(config.holdout, config.photo_max_side)
     report = holdout_report(qmodel, holdout, config.crop, config.report_levels)
-    build_s = time.perf_counter() - t0
+    build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
     cfg = asdict(config)
     extra = {"starter_version": STARTER_VERSION, "starter_config": cfg, "holdout_report": report,
-             "build_seconds": build_s, "ranking_seconds": t_rank, "mos_head_final_loss": mos_loss,
+             "build_seconds": build_s, "build_cpu_seconds": build_cpu, "torch_threads": torch.get_num_threads(),
+             "stage_seconds": {"ranking": t_rank, "mos_head": t_mos, "report": build_s - t_rank - t_mos},
+             "stage_cpu_seconds": {"ranking": c_rank, "mos_head": c_mos, "report": build_cpu - c_rank - c_mos},
+             "mos_head_final_loss": mos_loss,
              "ranking_info": {k: v for k, v in (rank_info or {}).items() if isinstance(v, (int, float, str))},
              "score_note": "MOS in (0, 1): 1 = undistorted, 0 = the strongest synthetic distortion"}
     description = STARTER_DESCRIPTION if config.pretrained else \
         "starter model, not the paper's weights (tiny test configuration, random backbone weights)"
     save_quality_checkpoint(path, qmodel, starter=True, description=description, extra=extra)
-    say(f"saved {path} in {build_s:.0f} s")
+    say(f"saved {path} in {build_s:.0f} s (CPU time {build_cpu:.0f} s on {torch.get_num_threads()} threads)")
     if progress:
         print(format_report(report), file=sys.stderr)
     return Path(path)

@@ -22,7 +22,8 @@ def load_image(path: str | Path) -> torch.Tensor:
     """Reads an image file as an sRGB float tensor.
 
     Args:
-        path: any file Pillow can open (8- or 16-bit, grey, RGB or RGBA).
+        path: any file Pillow can open (8- or 16-bit, grey, RGB or RGBA); TIFFs are read with
+            tifffile first so that 16-bit RGB samples keep their precision.
 
     Returns:
         Tensor ``(3, H, W)`` float32 in ``[0, 1]``.
@@ -36,17 +37,52 @@ def load_image(path: str | Path) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
+    if path.suffix.lower() in (".tif", ".tiff"):  # keep 16-bit RGB samples (Pillow would truncate them)
+        try:
+            return _load_tiff(path)
+        except _TiffFallback:
+            pass
     try:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float32) / 65535.0
                 arr = np.repeat(arr[..., None], 3, axis=-1)
+            elif im.mode == "F":  # 32-bit float grey, taken as [0, 1]
+                arr = np.asarray(im, dtype=np.float32)
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"image holds NaN or infinite values: {path}")
+                arr = np.repeat(arr[..., None], 3, axis=-1)
             else:
                 arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"not a readable image: {path} ({exc})") from exc
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).clamp_(0.0, 1.0)
+
+
+class _TiffFallback(Exception):
+    """tifffile could not read the file; Pillow gets a try."""
+
+
+def _load_tiff(path: Path) -> torch.Tensor:
+    """Reads a TIFF with tifffile (8/16-bit integer or float samples, grey or RGB[A])."""
+    import tifffile
+
+    try:
+        arr = tifffile.imread(path)
+    except Exception:  # noqa: BLE001 - corrupt or a compression tifffile lacks: let Pillow try
+        raise _TiffFallback from None
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    else:
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"image holds NaN or infinite values: {path}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] < 3:
+        raise _TiffFallback
+    return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).clamp_(0.0, 1.0)
 
 
 def resize_short_edge(img: torch.Tensor, size: int) -> torch.Tensor:

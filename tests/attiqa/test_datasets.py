@@ -93,10 +93,30 @@ def test_generic_csv_and_missing_image(tmp_path):
         load_koniq10k(tmp_path)
 
 
-def test_spaq_via_annotation_loader(tmp_path):
+def test_spaq_official_spreadsheet(tmp_path):
+    """SPAQ: ``Annotations/MOS and Image attribute scores.xlsx`` + ``TestImage/``, MOS 0-100."""
     spaq = pytest.importorskip("attiqa.spaq")
-    if not hasattr(spaq, "write_spaq_miniature"):
-        pytest.skip("attiqa.spaq offers no miniature writer")
+    openpyxl = pytest.importorskip("openpyxl")
+    ann = spaq.write_spaq_miniature(tmp_path, n_images=4, size=(32, 24))
+    assert ann == tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx"
+    ws = openpyxl.load_workbook(ann, read_only=True).worksheets[0]
+    rows = list(ws.iter_rows(values_only=True))
+    col = {h: i for i, h in enumerate(rows[0])}
+    ds = load_dataset("spaq", tmp_path)
+    assert ds.name == "spaq" and ds.score_range == (0.0, 100.0)
+    assert [p.name for p in ds.paths] == [r[col["Image name"]] for r in rows[1:]]
+    assert all(p.parent == tmp_path / "TestImage" for p in ds.paths)
+    assert np.allclose(ds.mos, [r[col["MOS"]] for r in rows[1:]])
+    img, mos = ds[0]
+    assert img.shape == (3, 24, 32) and float(mos) == pytest.approx(rows[1][col["MOS"]])
+
+
+def test_missing_annotation_files_have_one_clear_message(tmp_path):
+    for name in ("koniq10k", "clive", "flive", "ava", "agiqa3k", "csv"):
+        with pytest.raises(FileNotFoundError, match="not found"):
+            load_dataset(name, tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("imagenet", tmp_path)
 
 
 def test_five_crops_average_equals_manual():

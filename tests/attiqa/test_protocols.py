@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from attiqa.evaluate import ResultsTable, correlations, random_splits, split_protocol
@@ -96,13 +97,116 @@ def test_preference_accuracy_equals_hand_count(tmp_path):
         read_pairs(tmp_path / "bad.csv")
 
 
-def test_dispatcher_help_and_unknown():
+def test_dispatcher_help_and_unknown(capsys):
+    from attiqa.__main__ import main
+
     out = subprocess.run([sys.executable, "-m", "attiqa", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for name in ("select-prompts", "pseudo-label", "pretrain", "finetune", "evaluate", "build-starter", "score"):
         assert name in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "attiqa", "frobnicate"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "unknown subcommand" in bad.stderr
-    for sub in ("finetune", "evaluate", "score", "preference"):
-        r = subprocess.run([sys.executable, "-m", "attiqa", sub, "--help"], capture_output=True, text=True)
-        assert r.returncode == 0 and "usage" in r.stdout, r.stderr
+    assert main(["frobnicate"]) == 2 and "unknown subcommand" in capsys.readouterr().err
+    for sub in ("finetune", "evaluate", "score", "preference", "build-starter"):
+        with pytest.raises(SystemExit) as exc:
+            main([sub, "--help"])
+        assert exc.value.code == 0
+        assert "usage: python -m attiqa " + sub in capsys.readouterr().out
+
+
+def test_preference_cli_agrees_with_metric(tiny_attiqa_checkpoint, tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    import attiqa
+    from attiqa.__main__ import main
+
+    rng = np.random.default_rng(0)
+    names = [f"g{i}.png" for i in range(4)]
+    for n in names:
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / n)
+    choices = ["a", "b", "g3.png"]
+    rows = [("g0.png", "g1.png"), ("g1.png", "g2.png"), ("g2.png", "g3.png")]
+    (tmp_path / "pairs.csv").write_text("image_a,image_b,choice\n" +
+                                        "".join(f"{a},{b},{c}\n" for (a, b), c in zip(rows, choices)))
+    assert main(["preference", str(tmp_path / "pairs.csv"), "--checkpoint", str(tiny_attiqa_checkpoint),
+                 "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    metric = attiqa.create_metric(tiny_attiqa_checkpoint)
+    s = {r["path"]: r["mos"] for r in metric.score_paths([tmp_path / n for n in names])}
+    s = {k.rsplit("/", 1)[-1]: v for k, v in s.items()}
+    winners = [rows[0][0], rows[1][1], "g3.png"]
+    expect = sum((s[w] > s[a if w == b else b]) + 0.5 * (s[a] == s[b]) for (a, b), w in zip(rows, winners)) / 3
+    assert got["n_pairs"] == 3 and got["accuracy"] == pytest.approx(expect)
+    assert main(["preference", str(tmp_path / "none.csv"), "--checkpoint", str(tiny_attiqa_checkpoint)]) == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_ablation_variants_use_their_switches(tmp_path, monkeypatch):
+    """good-bad-prompt gives every head one shared score (CLIP: one "Good/Bad image" pair); l2-loss uses L2."""
+    from PIL import Image
+
+    import attiqa.pretrain
+    import attiqa.teachers
+    from attiqa.evaluate import GOOD_BAD_PROMPTS, pretrain_variant
+    from attiqa.finetune import load_attiqa_model
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    seen = []
+    real = attiqa.pretrain.train_ranking
+
+    def spy(model, dataset, **kw):
+        seen.append((kw["loss"], dataset.labels.clone()))
+        return real(model, dataset, **kw)
+
+    monkeypatch.setattr(attiqa.pretrain, "train_ranking", spy)
+    common = dict(pretrained=False, steps=2, batch_size=2, resize=36, crop=32, progress=False)
+    for variant in ("baseline", "good-bad-prompt", "l2-loss"):
+        path = pretrain_variant(tmp_path / "imgs", tmp_path / f"{variant}.pt", variant=variant, **common)
+        model, meta = load_attiqa_model(path)  # loads with every weight checked
+        assert meta["kind"] == "pretrained" and variant in meta["description"]
+        assert meta["normalization"]["mean"] == pytest.approx(model.mean.flatten().tolist())
+    (base_loss, base_labels), (gb_loss, gb_labels), (l2_loss, l2_labels) = seen
+    assert (base_loss, gb_loss, l2_loss) == ("margin", "margin", "l2")
+    assert torch.equal(base_labels, l2_labels)
+    assert torch.allclose(gb_labels, base_labels.mean(1, keepdim=True).expand_as(base_labels))
+    assert not torch.allclose(base_labels[:, 0], base_labels[:, 2])  # the baseline heads get different targets
+
+    kwargs = {}
+
+    def fake_teacher(name, **kw):
+        kwargs.update(kw, name=name)
+        return attiqa.teachers.AnalyticTeacher()
+
+    monkeypatch.setattr(attiqa.teachers, "create_teacher", fake_teacher)
+    pretrain_variant(tmp_path / "imgs", tmp_path / "clip_gb.pt", variant="good-bad-prompt", teacher="clip",
+                     clip_model="some/clip", **common)
+    assert kwargs["name"] == "clip" and kwargs["model"] == "some/clip" and kwargs["prompts"] == GOOD_BAD_PROMPTS
+    assert set(GOOD_BAD_PROMPTS.values()) == {("Good image", "Bad image")}
+
+
+def test_evaluate_ablation_table(tiny_attiqa_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from attiqa.__main__ import main
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "d").mkdir()
+    rows = ["path,mos"]
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+        rows.append(f"../imgs/{i}.png,{i}")
+    (tmp_path / "d" / "mos.csv").write_text("\n".join(rows) + "\n")
+    argv = ["evaluate", "--dataset", f"mini={tmp_path / 'd' / 'mos.csv'}", "--ablation", "good-bad-prompt",
+            "l2-loss", "--pretrain-images", str(tmp_path / "imgs"), "--no-imagenet", "--pretrain-steps", "2",
+            "--pretrain-crop", "32", "--n-splits", "2", "--steps", "2", "--batch-size", "2", "--resize", "36",
+            "--crop", "32", "--out-dir", str(tmp_path / "res"), "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    md = (tmp_path / "res" / "results.md").read_text()
+    for row in ("ATTIQA (pretrained here)", "single good/bad prompt", "L2 pretraining loss"):
+        assert f"| {row} |" in md
+    assert sorted(p.name for p in (tmp_path / "res" / "ablation_checkpoints").iterdir()) == \
+        ["baseline.pt", "good-bad-prompt.pt", "l2-loss.pt"]
