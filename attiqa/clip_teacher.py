@@ -332,7 +332,8 @@ class CLIPTeacher(nn.Module):
 
     def scores_from_embeddings(self, image_embeds: torch.Tensor) -> torch.Tensor:
         """``(B, 5)`` attribute scores from ``(B, D)`` normalised image embeddings."""
-        sims = self.logit_scale * torch.einsum("bd,akd->bak", image_embeds, self.text_embeds)  # (B, 5, 2)
+        text = self.text_embeds.to(image_embeds.dtype)
+        sims = self.logit_scale.to(image_embeds.dtype) * torch.einsum("bd,akd->bak", image_embeds, text)  # (B, 5, 2)
         return sims.softmax(dim=-1)[..., 0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
