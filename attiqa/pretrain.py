@@ -195,7 +195,8 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
                   margin: float = 0.1, device="cpu", amp: bool | None = None, log_dir=None, checkpoint_path=None,
                   resume: bool = False, progress: bool = True, num_workers: int = 0, seed: int = 0,
                   checkpoint_every: int = 500, weight_decay: float = 1e-4, warmup_fraction: float = 0.05,
-                  description: str = "ATTIQA ranking pretraining", stop_after: int | None = None) -> dict:
+                  description: str = "ATTIQA ranking pretraining", stop_after: int | None = None,
+                  freeze_bn: bool | None = None) -> dict:
     """Trains ``model``'s backbone and heads to rank pairs as the teacher labels do.
 
     Args:
@@ -215,6 +216,10 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
         num_workers: DataLoader workers.
         seed: seed of the batch order.
         stop_after: stop (after checkpointing) once this step is reached, as if interrupted; for tests.
+        freeze_bn: keep BatchNorm layers in eval mode (ImageNet statistics, no running-stat
+            updates). Small batches give noisy batch statistics, and the default TF momentum of
+            EfficientNet (0.01) leaves the running statistics far from the trained network's after
+            a short run, so ``None`` freezes them when ``batch_size * world_size < 32``.
 
     Under ``torch.distributed`` (initialised by the caller, e.g. the ``pretrain`` CLI under
     ``torchrun``) the model is wrapped in DistributedDataParallel, each rank gets its own slice of
@@ -285,7 +290,14 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
                             scaler=scaler.state_dict() if scaler.is_enabled() else {}, step=step,
                             train_config=config)
 
+    if freeze_bn is None:
+        freeze_bn = batch_size * world < 32
+    config["freeze_bn"] = bool(freeze_bn)
     model.train()
+    if freeze_bn:
+        for mod in model.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.eval()
     t0 = time.perf_counter()
     losses, per_attr, step = [], torch.zeros(len(ATTRIBUTES)), start
     bar = tqdm(total=steps, initial=start, desc="pretrain", disable=not progress or rank != 0, dynamic_ncols=True)
