@@ -95,7 +95,7 @@ def _jpeg_bytes(img_hwc: np.ndarray, max_side: int | None, quality: int = 92) ->
         scale = max_side / max(im.size)
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
     buf = io.BytesIO()
-    im.save(buf, format="JPEG", quality=quality)
+    im.save(buf, format="JPEG", quality=quality, subsampling=0)  # 4:4:4: no chroma loss
     return buf.getvalue()
 
 

@@ -195,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     for f, o in todo:
         try:
             raw = isp.read_raw(f)
-            if args.max_side is not None:
-                raw = raw.preview(args.max_side)
             if predictor is not None:
+                # The agent sees the full RAW (it applies its own preview/crop), so its choice
+                # does not depend on the output size.
                 pp = predictor.predict([raw])[0].detach().float().cpu()
                 isp.validate_params(pp)
             else:
                 pp = params
+            if args.max_side is not None:
+                raw = raw.preview(args.max_side)
         except (isp.RawError, OSError, ValueError, RuntimeError) as exc:
             failed.append((f, str(exc)))
             bar.update(1)

@@ -92,20 +92,27 @@ def _png(path):
         return np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
 
 
-def test_export_pairs_default_params(sample_root, tiny_attiqa_checkpoint, tmp_path):
+def test_export_pairs_default_params(sample_root, tiny_attiqa_checkpoint, tmp_path, best_rotation):
     out = tmp_path / "export"
     args = ["--params", "default", "--fivek", sample_root, "--out", out, "--max-side", 96,
             "--attiqa-checkpoint", tiny_attiqa_checkpoint, "--study-default", "--no-progress"]
     proc = run("export_pairs.py", *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     test = fivek.load_split(sample_root)["test"]
+    import isp
+
+    # The sample set's test split holds DNGs that need turning (orientation 3 and 6).
+    assert {isp.read_raw(e.dng).orientation for e in test} >= {3, 6}
     manifest = _read_csv(out / "manifest.csv")
     assert [r["id"] for r in manifest] == [e.id for e in test]
     key = _read_csv(out / "key.csv")
     assert len(key) == 2 * len(test) and sorted(int(k["pair"]) for k in key) == list(range(1, len(key) + 1))
     for row in manifest:
         agent, default, expert = (_png(out / row[f"{m}_image"]) for m in ("agent", "default", "expert_c"))
-        assert max(agent.shape[:2]) == 96 and agent.shape == expert.shape == default.shape
+        assert 48 < max(agent.shape[:2]) <= 96 and agent.shape == expert.shape == default.shape
+        # Orientation: the rendering stands the same way up as the (upright) Expert C photograph.
+        assert best_rotation(agent, M.load_expert_srgb(row["expert_c_tiff"])) == 0, row["id"]
+        assert best_rotation(expert, agent) == 0, row["id"]
         # With default params the agent is the default rendering.
         np.testing.assert_array_equal(agent, default)
         # Metrics recomputed independently with scikit-image / colour-science from the written files.
@@ -166,3 +173,23 @@ def test_export_pairs_bad_inputs(sample_root, tmp_path):
     assert proc.returncode == 2 and "MIT-Adobe-5K" in proc.stderr
     proc = run("export_pairs.py", "--run", tmp_path / "no_run", "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_build_pairs_randomises_sides_and_keeps_key_apart():
+    from experiments import export_pairs as E
+
+    records = [{"id": f"a{i:04d}", "mos": {"agent": 0.6, "default": 0.5, "expert_c": 0.4}} for i in range(1, 201)]
+    study_id, key = E.build_pairs(records, ["agent_vs_expert_c"], seed=0)
+    assert sorted(k["pair"] for k in key) == list(range(1, 201))
+    assert sorted(k["id"] for k in key) == [r["id"] for r in records]
+    assert [k["id"] for k in key] != [r["id"] for r in records]  # presentation order is shuffled
+    on_left = sum(k["left"] == "agent" for k in key)
+    # Sides drawn by a fair coin: 200 draws land well inside 70-130 (> 4 standard deviations).
+    assert 70 < on_left < 130
+    for k in key:
+        assert {k["left"], k["right"]} == {"agent", "expert_c"}
+        assert k["mos_left"] == records[0]["mos"][k["left"]] and k["study_id"] == study_id
+    # Same seed, same study; another seed, another order and another study id.
+    assert E.build_pairs(records, ["agent_vs_expert_c"], seed=0) == (study_id, key)
+    other_id, other = E.build_pairs(records, ["agent_vs_expert_c"], seed=1)
+    assert other_id != study_id and [k["left"] for k in other] != [k["left"] for k in key]

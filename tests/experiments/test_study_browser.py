@@ -2,18 +2,22 @@
 
 The test types a participant id, answers every pair with real key presses (arrow keys and 1/2)
 and mouse clicks, clicks the download links, and checks that analyze_study reads the downloaded
-CSV and JSON back exactly. It needs Debian's ``chromium`` (installed by ``.ci/run``) and the
-``websocket-client`` package; without them it is skipped with the reason.
+CSV and JSON back exactly. It needs a Chromium (``$CHROME_BIN``, else ``chromium``,
+``chromium-browser`` or ``google-chrome`` on ``PATH``; ``.ci/run`` installs Debian's
+``chromium``) and the ``websocket-client`` package; without them the browser tests are skipped
+with the reason, and the end-to-end export and analysis are still checked without a browser.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import os
 import random
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,9 +27,33 @@ import pytest
 from experiments import analyze_study as A
 from experiments import export_pairs as E
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-websocket = pytest.importorskip("websocket", reason="websocket-client is not installed (pip install websocket-client)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not found (apt-get install chromium; .ci/run does)")
+REPO = Path(__file__).resolve().parents[2]
+BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> tuple[str | None, str]:
+    """The browser executable, or ``None`` and the reason none is usable."""
+    env = os.environ.get("CHROME_BIN")
+    if env:
+        path = shutil.which(env)
+        return (path, "") if path else (None, f"CHROME_BIN={env!r} is not an executable file")
+    for name in BROWSER_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path, ""
+    return None, (f"no browser found ({', '.join(BROWSER_NAMES)} on PATH, or CHROME_BIN); "
+                  "install Debian's chromium (apt-get install chromium; .ci/run does)")
+
+
+CHROMIUM, _NO_CHROMIUM = find_chromium()
+try:
+    import websocket
+except ImportError:  # pragma: no cover - depends on the environment
+    websocket = None
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None or websocket is None,
+    reason=_NO_CHROMIUM or "websocket-client is not installed (pip install websocket-client)",
+)
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -243,13 +271,14 @@ def _check_readback(plan, csv_path, json_path, key_path, participant, study_id):
     return res
 
 
+@needs_browser
 def test_study_page_in_chromium(tmp_path):
     out = tmp_path / "export"
     out.mkdir()
     study_id, key = _tiny_study(out)
     html = (out / "study.html").read_text()
     # No names or hints in the page: no ids, no method names.
-    for word in ("a0001", "agent", "expert", "key.csv"):
+    for word in ("a0001", "agent", "expert", "_vs_", "key.csv"):
         assert word not in html.lower()
     plan, csv_path, json_path = run_study(out / "study.html", tmp_path, "p 01", seed=1)
     assert len(plan) == len(key) == 10
@@ -257,59 +286,84 @@ def test_study_page_in_chromium(tmp_path):
     _check_readback(plan, csv_path, json_path, out / "key.csv", "p 01", study_id)
 
 
-def test_end_to_end_agent_export_study(sample_root, tiny_attiqa_checkpoint, tmp_path):
-    """Short agent run -> export_pairs --run -> study in Chromium -> analyze_study prints a win rate."""
-    import subprocess
-    import sys
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    run_dir = tmp_path / "run"
+
+@pytest.fixture(scope="module")
+def e2e_export(tiny_run, sample_root, tmp_path_factory):
+    """``export_pairs.py --run`` of the short agent run (``tiny_run``) on the sample set's test split."""
+    out = tmp_path_factory.mktemp("e2e") / "export"
     proc = subprocess.run(
-        [sys.executable, str(repo / "rl" / "train_agent.py"), "--reward", "attiqa", "--total-timesteps", "64",
-         "--data", str(sample_root), "--attiqa-checkpoint", str(tiny_attiqa_checkpoint), "--run-dir", str(run_dir),
-         "--threads", "1", "--no-eval", "--n-envs", "4", "--hyperparams", "env.crop=[64,64]", "env.preview_side=128",
-         "env.thumb_size=4", "checkpoint_every=256", "curve_every=128"],
-        capture_output=True, text=True, cwd=repo, env=env, timeout=300)
+        [sys.executable, str(REPO / "experiments" / "export_pairs.py"), "--run", str(tiny_run), "--fivek",
+         str(sample_root), "--out", str(out), "--max-side", "96", "--no-progress"],
+        capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    out = tmp_path / "export"
-    proc = subprocess.run(
-        [sys.executable, str(repo / "experiments" / "export_pairs.py"), "--run", str(run_dir), "--fivek", str(sample_root),
-         "--out", str(out), "--max-side", "96", "--no-progress"],
-        capture_output=True, text=True, cwd=repo, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for name in ("manifest.csv", "key.csv", "metrics.json", "contact_sheet.png", "study.html"):
-        assert (out / name).is_file(), name
-    summary = json.loads((out / "metrics.json").read_text())
-    assert summary["source"].startswith("run:") and summary["attiqa_checkpoint"] == str(tiny_attiqa_checkpoint)
-    # The agent's parameters are what AgentParamsPredictor chooses for each test image.
+    return out, proc.stdout
+
+
+def _analyze_cli(*args):
+    return subprocess.run([sys.executable, str(REPO / "experiments" / "analyze_study.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO, env=_env(), timeout=120)
+
+
+def test_end_to_end_agent_export_analysis(e2e_export, tiny_run, sample_root, tiny_attiqa_checkpoint, tmp_path):
+    """Short agent run -> export_pairs --run -> answers -> analyze_study prints a win rate (no browser)."""
     import isp
     import torch
     from isp import fivek
     from rl.inference import AgentParamsPredictor
 
-    predictor = AgentParamsPredictor.load(run_dir)
+    out, stdout = e2e_export
+    for name in ("manifest.csv", "key.csv", "metrics.json", "contact_sheet.png", "study.html"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["source"].startswith("run:") and summary["attiqa_checkpoint"] == str(tiny_attiqa_checkpoint)
+    assert "PSNR dB" in stdout and "agent" in stdout
+    # The agent's parameters are what AgentParamsPredictor chooses for each test image.
+    predictor = AgentParamsPredictor.load(tiny_run)
     test = fivek.load_split(sample_root)["test"]
     rows = {r["id"]: r for r in csv_rows(out / "manifest.csv")}
+    assert sorted(rows) == [e.id for e in test]
     for e in test:
         want = predictor.predict([isp.read_raw(e.dng)])[0]
         got = isp.params_from_dict(json.loads(rows[e.id]["params"]))
         torch.testing.assert_close(torch.as_tensor(got).reshape(-1).float(), want.reshape(-1).float(), atol=1e-5, rtol=1e-5)
+    # A participant who always picks the left photo wins exactly where the key put the agent on the left.
+    key = csv_rows(out / "key.csv")
+    answers = tmp_path / "left.csv"
+    with open(answers, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(A.ANSWER_FIELDS)
+        for k in key:
+            w.writerow([k["study_id"], "lefty", k["pair"], "left", 700, ""])
+    proc = _analyze_cli(answers, "--key", out / "key.csv", "--json", tmp_path / "result.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "TOTAL" in proc.stdout and "95 % CI" in proc.stdout
+    total = json.loads((tmp_path / "result.json").read_text())["comparisons"]["agent_vs_expert_c"]["total"]
+    assert (total["wins"], total["n"]) == (sum(k["left"] == "agent" for k in key), len(key))
+
+
+@needs_browser
+def test_end_to_end_study_in_chromium(e2e_export, tmp_path):
+    """The exported study page is completed in Chromium and the analysis reads the downloads back."""
+    out, _ = e2e_export
+    summary = json.loads((out / "metrics.json").read_text())
+    html = (out / "study.html").read_text()
+    for r in csv_rows(out / "manifest.csv"):
+        assert r["id"] not in html and r["name"] not in html
     plan, csv_path, json_path = run_study(out / "study.html", tmp_path, "e2e", seed=7)
-    assert len(plan) == len(test) == summary["n_pairs"]
+    assert len(plan) == summary["n_pairs"] == summary["n_images"]
     _check_readback(plan, csv_path, json_path, out / "key.csv", "e2e", summary["study_id"])
-    proc = subprocess.run([sys.executable, str(repo / "experiments" / "analyze_study.py"), str(csv_path), str(json_path),
-                           "--key", str(out / "key.csv"), "--json", str(tmp_path / "result.json")],
-                          capture_output=True, text=True, cwd=repo, timeout=120)
+    proc = _analyze_cli(csv_path, json_path, "--key", out / "key.csv", "--json", tmp_path / "result.json")
     assert proc.returncode == 0, proc.stderr
     assert "TOTAL" in proc.stdout and "95 % CI" in proc.stdout
     res = json.loads((tmp_path / "result.json").read_text())
     # The CSV and JSON hold the same answers of one participant; duplicates collapse to one each.
     assert res["comparisons"]["agent_vs_expert_c"]["total"]["n"] == len(plan)
+    assert list(res["comparisons"]["agent_vs_expert_c"]["participants"]) == ["e2e"]
 
 
 def csv_rows(path):
-    import csv
-
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
