@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             predictor = load_params_source(args.params)
             source = predictor.label
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     metric, checkpoint = None, None
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in tqdm(test, desc="exporting", unit="img", disable=args.no_progress):
         try:
             records.append(process_image(entry, predictor, metric, args, out, signature))
-        except (OSError, ValueError) as exc:  # isp.RawError is a ValueError
+        except (OSError, ValueError, RuntimeError) as exc:  # isp.RawError is a ValueError
             failures.append((entry.id, str(exc)))
             print(f"error: {entry.id}: {exc}", file=sys.stderr)
     if not records:

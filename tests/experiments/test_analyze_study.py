@@ -82,7 +82,7 @@ def test_analyze_counts_wins_agreement_and_last_answer(tmp_path):
     assert "TOTAL" in A.format_table(res)
 
 
-def test_cli_and_errors(tmp_path):
+def test_cli_and_errors(tmp_path, capsys):
     key = _key(tmp_path / "key.csv", [
         {"pair": i, "id": f"a{i:04d}", "comparison": "agent_vs_expert_c", "left": "agent", "right": "expert_c",
          "mos_left": "", "mos_right": ""} for i in range(1, 5)])
@@ -97,14 +97,15 @@ def test_cli_and_errors(tmp_path):
     assert (tot["wins"], tot["n"]) == (3, 4)
     from scipy.stats import beta
     assert tot["ci_low"] == pytest.approx(beta.ppf(0.025, 3, 2))  # Clopper-Pearson from the beta quantiles
-    # Wrong study, unknown pair, bad choice: one clear error, exit 2.
+    # Wrong study, unknown pair, bad choice, missing file: one clear error, exit 2 (in-process).
     for name, rows, msg in [("w.csv", None, "belong to study"), ("u.csv", [(9, "left")], "does not have"),
-                            ("c.csv", [(1, "up")], "neither left nor right")]:
+                            ("c.csv", [(1, "up")], "neither left nor right"), ("missing.csv", "absent", "does not exist")]:
         bad = tmp_path / name
         if rows is None:
             _answers_csv(bad, "x", [(1, "left")], study="other")
-        else:
+        elif rows != "absent":
             _answers_csv(bad, "x", rows)
-        proc = subprocess.run([sys.executable, str(REPO / "experiments" / "analyze_study.py"), str(bad), "--key", str(key)],
-                              capture_output=True, text=True, cwd=REPO)
-        assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr
+        capsys.readouterr()
+        assert A.main([str(bad), "--key", str(key)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and msg in err, err

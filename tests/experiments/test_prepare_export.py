@@ -59,7 +59,7 @@ def test_prepare_sample_set(sample_root, tmp_path):
     assert max(raw.mosaic.shape) <= 64
 
 
-def test_prepare_planted_faults(faulty_root, tmp_path):
+def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     root, bad_id, no_tiff_id = faulty_root
     proc = run("prepare_fivek.py", root, "--report", tmp_path / "r.json", "--no-progress")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -74,12 +74,15 @@ def test_prepare_planted_faults(faulty_root, tmp_path):
     split = fivek.load_split(root, "random_seed0")
     ids = {e.id for e in split["train"] + split["test"]}
     assert bad_id not in ids and no_tiff_id in ids
-    # --decode agrees with the structural check; --allow-errors makes the exit status 0.
-    proc = run("prepare_fivek.py", root, "--decode", "--allow-errors", "--no-progress", "--report", tmp_path / "r2.json")
-    assert proc.returncode == 0, proc.stderr
+    # --decode agrees with the structural check; --allow-errors makes the exit status 0 (in-process).
+    from experiments import prepare_fivek as P
+
+    rc = P.main([str(root), "--decode", "--allow-errors", "--no-progress", "--report", str(tmp_path / "r2.json")])
+    assert rc == 0
     assert {e["id"] for e in json.loads((tmp_path / "r2.json").read_text())["errors"]} == {bad_id}
-    proc = run("prepare_fivek.py", tmp_path / "nowhere")
-    assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    capsys.readouterr()
+    assert P.main([str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def _read_csv(path):
@@ -154,25 +157,34 @@ def test_export_pairs_default_params(sample_root, tiny_attiqa_checkpoint, tmp_pa
         assert sheet.format == "PNG" and sheet.height > 96
     # Same seed -> same key (the page can be regenerated); the rerun reuses per-image results.
     stamp = {p.name: p.stat().st_mtime_ns for p in (out / "per_image").iterdir()}
-    proc = run("export_pairs.py", *args)
-    assert proc.returncode == 0, proc.stderr
+    from experiments import export_pairs as E
+
+    assert E.main([str(a) for a in args]) == 0
     assert _read_csv(out / "key.csv") == key
     assert {p.name: p.stat().st_mtime_ns for p in (out / "per_image").iterdir()} == stamp
 
 
-def test_export_pairs_bad_inputs(sample_root, tmp_path):
+def test_export_pairs_bad_inputs(sample_root, tmp_path, capsys):
     bad = tmp_path / "nan.json"
     bad.write_text('{"exposure": NaN}')
     proc = run("export_pairs.py", "--params", bad, "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+    # The other cases in-process (same main(), no interpreter start-up).
+    from experiments import export_pairs as E
+
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"no_such_param": 1.0}')
-    proc = run("export_pairs.py", "--params", unknown, "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    proc = run("export_pairs.py", "--params", "default", "--fivek", tmp_path, "--out", tmp_path / "o", "--no-mos")
-    assert proc.returncode == 2 and "MIT-Adobe-5K" in proc.stderr
-    proc = run("export_pairs.py", "--run", tmp_path / "no_run", "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    cases = [
+        (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param"),
+        (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K"),
+        (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run"),
+    ]
+    for argv, msg in cases:
+        capsys.readouterr()
+        assert E.main([*argv, "--out", str(tmp_path / "o"), "--no-mos", "--no-progress"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and msg in err, err
+    assert not (tmp_path / "o" / "manifest.csv").exists()
 
 
 def test_build_pairs_randomises_sides_and_keeps_key_apart():
