@@ -297,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="images are resized (short edge) and centre-cropped to this")
     p.add_argument("--batch-size", type=int, default=64, help="images per teacher forward pass")
     p.add_argument("--shard-size", type=int, default=1024, help="images per shard (the unit of resuming)")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader decoding workers per process")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="DataLoader decoding workers per process")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--amp", action="store_true", help="fp16 autocast on CUDA")
     p.add_argument("--overwrite", action="store_true", help="discard shards of an earlier, different job")

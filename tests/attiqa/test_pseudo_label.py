@@ -192,3 +192,18 @@ def test_help_and_benchmark_script(tmp_path):
     res = json.loads((tmp_path / "b.json").read_text())
     assert res["pipeline_images_per_s"] > 0 and res["ceiling_images_per_s"] > 0
     assert res["ratio"] == pytest.approx(res["pipeline_images_per_s"] / res["ceiling_images_per_s"])
+
+
+def test_imagenet_layout_split(tmp_path):
+    from attiqa.pretrain import read_labels
+    from attiqa.pseudo_label import main
+
+    root = tmp_path / "ILSVRC"
+    files = _write_images(root, 5, seed=3, layout="imagenet")
+    out = tmp_path / "in.csv"
+    assert main(["--images", str(root), "--split", "train", "--out", str(out), "--teacher", "analytic",
+                 "--size", "16", "--workers", "0", "--no-progress"]) == 0
+    got = _read_csv(out)
+    assert all(k.startswith("train/n0") and k.endswith(".JPEG") for k in got) and len(got) == 5
+    paths, _ = read_labels(out, root=root)  # `pretrain --images ROOT --labels in.csv` finds the files
+    assert sorted(paths) == sorted(files)
