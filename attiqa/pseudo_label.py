@@ -159,7 +159,7 @@ def label_shards(files: list[Path], teacher: torch.nn.Module, work_dir, *, shard
     """
     from tqdm.auto import tqdm
 
-    from attiqa.image_folder import ImageFolderDataset
+    from attiqa.image_folder import ImageFolderDataset, to_unit_float
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def label_shards(files: list[Path], teacher: torch.nn.Module, work_dir, *, shard
         return stats
     indices = [i for s in todo for i in ranges[s]]
     device = torch.device(device)
-    dataset = ImageFolderDataset(files, size, indices)
+    dataset = ImageFolderDataset(files, size, indices, uint8=True)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=_ShardBatches([len(ranges[s]) for s in todo],
                                                                                batch_size),
                                          num_workers=num_workers, pin_memory=device.type == "cuda",
@@ -192,7 +192,7 @@ def label_shards(files: list[Path], teacher: torch.nn.Module, work_dir, *, shard
     t0 = time.perf_counter()
     with torch.inference_mode():
         for images, index, ok in loader:
-            images = images.to(device, non_blocking=True)
+            images = to_unit_float(images.to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 scores = teacher(images)
             scores = scores.float().cpu().numpy()

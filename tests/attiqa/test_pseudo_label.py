@@ -39,22 +39,52 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     return {r["path"]: np.array([float(r[a]) for a in ATTRIBUTES]) for r in rows}
 
 
+def _reference_crop(path: Path, size: int) -> torch.Tensor:
+    """Short-edge resize + centre crop computed in float with torch (independent of the pipeline)."""
+    with Image.open(path) as im:
+        x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    h, w = x.shape[-2:]
+    s = size / min(w, h)
+    nw, nh = max(size, round(w * s)), max(size, round(h * s))
+    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
+                                        antialias=True).clamp(0, 1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[0, :, top:top + size, left:left + size]
+
+
 def _expected(root: Path, files, size: int, teacher) -> dict[str, np.ndarray]:
-    """Teacher scores of each file read and cropped independently of the labelling pipeline."""
+    """Teacher scores of each file's crop, one image at a time (no DataLoader, shards or batching)."""
+    from attiqa.image_folder import load_square, to_unit_float
+
     out = {}
     for p in files:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = size / min(w, h)
-            nw, nh = max(size, round(w * s)), max(size, round(h * s))
-            x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False,
-                                            antialias=True).clamp(0, 1)
-        top, left = (nh - size) // 2, (nw - size) // 2
         with torch.no_grad():
-            out[p.relative_to(root).as_posix()] = teacher(x[:, :, top:top + size, left:left + size])[0].numpy()
+            out[p.relative_to(root).as_posix()] = teacher(to_unit_float(load_square(p, size))[None])[0].numpy()
     return out
+
+
+def test_fast_decoding_matches_float_reference(tmp_path):
+    """The 8-bit fast path (Pillow resize of the centre box, JPEG draft decoding) agrees with a float
+    resize + crop in torch to within 8-bit rounding (and DCT-scaling differences for big JPEGs)."""
+    from attiqa.image_folder import load_square, to_unit_float
+
+    files = _write_images(tmp_path / "small", 6, seed=5)
+    for p in files:
+        for size in (16, 24):
+            got = to_unit_float(load_square(p, size))
+            ref = _reference_crop(p, size)
+            assert got.shape == ref.shape == (3, size, size)
+            assert float((got - ref).abs().mean()) < 2.5 / 255
+    big = tmp_path / "big.jpg"
+    rng = np.random.default_rng(0)
+    arr = np.kron(rng.random((12, 16, 3)), np.ones((50, 50, 1)))  # 600 x 800, smooth blocks
+    Image.fromarray((arr * 255).astype(np.uint8)).save(big, quality=95)
+    got, ref = to_unit_float(load_square(big, 64)), _reference_crop(big, 64)   # decoded at 1/8 scale
+    assert float((got - ref).abs().mean()) < 0.03
+    gray16 = tmp_path / "g16.png"
+    Image.fromarray((np.linspace(0, 65535, 40 * 30).reshape(30, 40)).astype(np.uint16)).save(gray16)
+    g = load_square(gray16, 20)
+    assert g.dtype == torch.float32 and g.shape == (3, 20, 20) and float(g.max()) > 0.5
 
 
 def test_list_images_sorted_and_imagenet_layout(tmp_path):
