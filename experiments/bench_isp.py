@@ -47,23 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="threads for both LibRaw (OpenMP) and torch (default 1; 0 = library defaults)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement after one warm-up (default 3)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a shared "
+                        "machine (equal to wall time with one thread on an idle one; use it with CPU runs only)")
     p.add_argument("--device", default="cpu", help="device of our pipeline: cpu, cuda or auto (default cpu)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     return p
 
 
-def timeit(fn, repeats: int, sync=None) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+def timeit(fn, repeats: int, sync=None, clock=time.perf_counter) -> float:
+    """Median time of ``fn()`` over ``repeats`` calls on ``clock``, after one warm-up call."""
     times = []
     for i in range(repeats + 1):
         if sync:
             sync()
-        t = time.perf_counter()
+        t = clock()
         fn()
         if sync:
             sync()
         if i:
-            times.append(time.perf_counter() - t)
+            times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -103,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device {device}: CUDA is not available", file=sys.stderr)
         return 2
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    if args.clock == "cpu" and device != "cpu":
+        print("error: --clock cpu measures CPU work only; use --clock wall with a GPU", file=sys.stderr)
+        return 2
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.dng is None:
@@ -116,14 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         res: dict[str, float] = {}
-        res["read_raw"] = timeit(lambda: isp.read_raw(path), args.repeats)
+        res["read_raw"] = timeit(lambda: isp.read_raw(path), args.repeats, clock=clock)
 
         with rawpy.imread(str(path)) as rp:
             rp.raw_image_visible  # unpack once; postprocess then only develops
             common = dict(gamma=(1, 1), no_auto_bright=True, output_bps=16, use_camera_wb=True,
                           output_color=rawpy.ColorSpace.sRGB, user_flip=0)
             for name, alg in (("rawpy_ahd", rawpy.DemosaicAlgorithm.AHD), ("rawpy_linear", rawpy.DemosaicAlgorithm.LINEAR)):
-                res[name] = timeit(lambda alg=alg: rp.postprocess(demosaic_algorithm=alg, **common), args.repeats)
+                res[name] = timeit(lambda alg=alg: rp.postprocess(demosaic_algorithm=alg, **common), args.repeats, clock=clock)
 
         pipeline = isp.ISP().to(device)
         # A typical edit: every control away from neutral, so that every stage runs.
@@ -141,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             out.mean().backward()
             return p.grad
 
-        res["isp_forward"] = timeit(lambda: forward(params), args.repeats, sync)
-        res["isp_forward_neutral"] = timeit(lambda: forward(neutral), args.repeats, sync)
-        res["isp_forward_backward"] = timeit(forward_backward, args.repeats, sync)
+        res["isp_forward"] = timeit(lambda: forward(params), args.repeats, sync, clock)
+        res["isp_forward_neutral"] = timeit(lambda: forward(neutral), args.repeats, sync, clock)
+        res["isp_forward_backward"] = timeit(forward_backward, args.repeats, sync, clock)
         grad = forward_backward()
         if not torch.isfinite(grad).all():
             print("error: non-finite gradient", file=sys.stderr)
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     h, w = raw.shape
     threads = args.threads or torch.get_num_threads()
     print(f"file: {path if args.dng else 'synthetic'} {w}x{h} ({w * h / 1e6:.1f} MP), device {device}, "
-          f"threads {threads}, median of {args.repeats}")
+          f"threads {threads}, {args.clock} clock, median of {args.repeats}")
     print(f"{'measurement':<28}{'seconds':>10}")
     for k, v in res.items():
         print(f"{k:<28}{v:>10.3f}")
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         out = {"file": str(path) if args.dng else "synthetic", "width": w, "height": h, "device": device,
-               "threads": threads, "repeats": args.repeats, "seconds": res, "ratios": ratios,
+               "threads": threads, "clock": args.clock, "repeats": args.repeats, "seconds": res, "ratios": ratios,
                "torch": torch.__version__, "libraw": ".".join(map(str, rawpy.libraw_version))}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmpf = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")

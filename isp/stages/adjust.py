@@ -10,8 +10,8 @@ from ._util import per_image
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` linear sRGB -> ``(B, 1, H, W)`` relative luminance Y."""
-    w = torch.tensor(LUMA_WEIGHTS, device=x.device, dtype=x.dtype).reshape(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    wr, wg, wb = LUMA_WEIGHTS
+    return (x[:, 0:1] * wr).add_(x[:, 1:2], alpha=wg).add_(x[:, 2:3], alpha=wb)
 
 
 def saturate(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Bayer demosaicing by bilinear interpolation, as convolutions (any CFA phase, per image)."""
+"""Bayer demosaicing by bilinear interpolation (any CFA phase, per image).
+
+The interpolation is written as shifted slices instead of a depthwise convolution: on CPU this
+is several times faster than ``conv2d`` for 3x3 kernels and gives identical results.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,8 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 _INDEX = {"R": 0, "G": 1, "B": 2}
-_K_RB = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4.0
-_K_G = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4.0
+
+
+def _tiles(patterns: Sequence[str], device, dtype) -> torch.Tensor:
+    """``(B, 3, 2, 2)`` one-hot colour of each CFA position."""
+    tiles = torch.zeros(len(patterns), 3, 2, 2, dtype=dtype)
+    for b, pat in enumerate(patterns):
+        if pat not in ("RGGB", "BGGR", "GRBG", "GBRG"):
+            raise ValueError(f"CFA pattern must be RGGB, BGGR, GRBG or GBRG, got {pat!r}")
+        for pos, letter in enumerate(pat):
+            tiles[b, _INDEX[letter], pos // 2, pos % 2] = 1.0
+    return tiles.to(device)
 
 
 def bayer_masks(patterns: str | Sequence[str], height: int, width: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -25,18 +38,16 @@ def bayer_masks(patterns: str | Sequence[str], height: int, width: int, device=N
     """
     if isinstance(patterns, str):
         patterns = [patterns]
-    tiles = torch.zeros(len(patterns), 3, 2, 2, dtype=dtype)
-    for b, pat in enumerate(patterns):
-        for pos, letter in enumerate(pat):
-            tiles[b, _INDEX[letter], pos // 2, pos % 2] = 1.0
-    return tiles.to(device).repeat(1, 1, height // 2, width // 2)
+    return _tiles(patterns, device, dtype).repeat(1, 1, height // 2, width // 2)
 
 
 def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> torch.Tensor:
     """Bilinear demosaic.
 
     Known samples are kept; each missing value is the mean of the nearest same-colour samples
-    (2 or 4 neighbours). Borders use reflection padding, which keeps the CFA phase.
+    (2 or 4 neighbours): red and blue use the kernel ``[1 2 1]^T [1 2 1] / 4``, green
+    ``[[0 1 0], [1 4 1], [0 1 0]] / 4`` on the sparse colour planes. Borders use reflection
+    padding, which keeps the CFA phase.
 
     Args:
         mosaic: ``(B, 1, H, W)`` with even H, W >= 2.
@@ -55,12 +66,19 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
     b, _, h, w = mosaic.shape
     if h % 2 or w % 2:
         raise ValueError(f"mosaic height and width must be even, got {h}x{w}")
-    if not isinstance(patterns, str) and len(patterns) not in (1, b):
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if len(patterns) not in (1, b):
         raise ValueError(f"need 1 or {b} CFA patterns, got {len(patterns)}")
-    masks = bayer_masks(patterns, h, w, device=mosaic.device, dtype=mosaic.dtype)
-    sparse = F.pad(mosaic * masks, (1, 1, 1, 1), mode="reflect")
-    weight = torch.stack([_K_RB, _K_G, _K_RB]).unsqueeze(1).to(mosaic.device, mosaic.dtype)
-    return F.conv2d(sparse, weight, groups=3)
+    tiles = _tiles(patterns, mosaic.device, mosaic.dtype).reshape(-1, 3, 1, 2, 1, 2)
+    sparse = (mosaic.reshape(b, 1, h // 2, 2, w // 2, 2) * tiles).reshape(b, 3, h, w)
+    sp = F.pad(sparse, (1, 1, 1, 1), mode="reflect")
+    rb = sp[:, 0::2]  # red and blue planes: separable [1 2 1] / 2 in each direction
+    rb = rb[..., 1:-1] + 0.5 * (rb[..., :-2] + rb[..., 2:])
+    rb = rb[..., 1:-1, :] + 0.5 * (rb[..., :-2, :] + rb[..., 2:, :])
+    g = sp[:, 1]
+    g = g[:, 1:-1, 1:-1] + 0.25 * ((g[:, :-2, 1:-1] + g[:, 2:, 1:-1]) + (g[:, 1:-1, :-2] + g[:, 1:-1, 2:]))
+    return torch.stack([rb[:, 0], g, rb[:, 1]], dim=1)
 
 
 class Demosaic(nn.Module):
