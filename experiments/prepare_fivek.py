@@ -4,7 +4,7 @@ Usage::
 
     python experiments/prepare_fivek.py ROOT                       # check + write splits
     python experiments/prepare_fivek.py ROOT --decode              # also decode every DNG
-    python experiments/prepare_fivek.py ROOT --cache-previews --max-side 512
+    python experiments/prepare_fivek.py ROOT --cache-previews --max-side 256   # = env.preview_side
 
 What it checks: the layout (``raw_photos/HQa*to*/photos/aNNNN-*.dng`` and
 ``tiff16_c/aNNNN-*.tif``), the counts, DNGs and expert TIFFs that are missing, empty, truncated
@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.25, help="test share of the random splits (default 0.25)")
     p.add_argument("--decode", action="store_true", help="decode every DNG with isp.read_raw (slow on the full set)")
     p.add_argument("--cache-previews", action="store_true", help="decode every DNG and cache a preview npz (implies --decode)")
-    p.add_argument("--max-side", type=int, default=512, help="longest side of cached previews (default 512)")
+    p.add_argument("--max-side", type=int, default=256,
+                   help="longest side of cached previews; use the training env.preview_side (default 256)")
     p.add_argument("--cache-dir", default=None, help="preview cache folder (default <cache>/previews)")
     p.add_argument("--no-splits", action="store_true", help="check only; write no split files")
     p.add_argument("--report", type=Path, default=None, help="write the check as JSON to this file")
