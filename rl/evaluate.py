@@ -48,17 +48,27 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images:
     return entry, res.images
 
 
-def random_search(core, idx, n_evals: int, seed: int = 0) -> np.ndarray:
-    """Best of ``n_evals`` uniform draws in the unit box per image, by the reward model's score."""
+def random_search(
+    core, idx, n_evals: int, seed: int = 0, *, reward_scale: float = 10.0, param_penalty: float = 0.0, clip_penalty: float = 0.0
+) -> np.ndarray:
+    """Best of ``n_evals`` uniform draws in the unit box per image, by the environment's potential.
+
+    With zero penalties that is simply the best reward-model score.
+    """
+    from envs.core import potential
+
     rng = np.random.default_rng(seed)
     B, P = len(idx), core.num_params
     best = np.zeros((B, P), np.float32)
-    best_score = np.full(B, -np.inf)
+    best_obj = np.full(B, -np.inf)
+    clipped_neutral = np.stack([r.clipped[0] for r in core.neutral(idx)])
     for _ in range(max(int(n_evals), 1)):
         cand = rng.uniform(-1.0, 1.0, size=(B, P)).astype(np.float32)
-        s = core.evaluate(idx, cand).normalized
-        better = s > best_score
-        best[better], best_score[better] = cand[better], s[better]
+        res = core.evaluate(idx, cand)
+        o = potential(res.normalized, res.clipped, clipped_neutral, cand,
+                      reward_scale=reward_scale, clip_penalty=clip_penalty, param_penalty=param_penalty)
+        better = o > best_obj
+        best[better], best_obj[better] = cand[better], o[better]
     return best
 
 
@@ -70,28 +80,43 @@ def gradient_ascent(
     lr: float = 0.05,
     reward_scale: float = 10.0,
     param_penalty: float = 0.0,
+    clip_penalty: float = 0.0,
     progress: Callable | None = None,
 ) -> np.ndarray:
     """Per-image Adam on the unit-box params through the ISP and the differentiable reward.
 
-    Maximises ``reward_scale * normalized_score - param_penalty * mean(u**2)`` with
+    Ascends ``reward_scale * normalized_score - param_penalty * mean(u**2)`` with
     ``u = tanh(z)`` (stays in the box; ``z = 0`` is neutral). Images are optimised together in
     one batch, but each has its own parameters and the objective is a sum, so the gradients are
-    per-image. Returns the best iterate seen per image (by the objective).
+    per-image. Returns the best iterate seen per image by the environment's full potential
+    (:func:`envs.core.potential`, whose clipped-pixel term has no useful gradient and so only
+    enters this selection), i.e. the same objective the agent is rewarded by.
     """
+    from envs.core import clipped_fraction, potential
+
     B, P = len(idx), core.num_params
     z = torch.zeros(B, P, device=core.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=lr)
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
     raw = core.raw_batch(idx)
+    clipped_neutral = np.stack([r.clipped[0] for r in core.neutral(idx)])
     for _ in range(steps):
         u = torch.tanh(z)
         imgs = core.pipeline(raw, core.isp_module.unit_to_params(u), validate=False)
         out = core.reward(imgs)
         obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
         core.reward_evals += B
-        o = obj.detach().cpu().numpy()
+        with torch.no_grad():
+            o = potential(
+                out.normalized.detach().float().cpu().numpy(),
+                clipped_fraction(imgs.detach()).float().cpu().numpy(),
+                clipped_neutral,
+                u.detach().cpu().numpy(),
+                reward_scale=reward_scale,
+                clip_penalty=clip_penalty,
+                param_penalty=param_penalty,
+            )
         better = o > best_obj
         best[better], best_obj[better] = u.detach().cpu().numpy()[better], o[better]
         opt.zero_grad(set_to_none=True)
@@ -110,6 +135,7 @@ def evaluate_policies(
     ga_lr: float = 0.05,
     reward_scale: float = 10.0,
     param_penalty: float = 0.0,
+    clip_penalty: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -119,8 +145,8 @@ def evaluate_policies(
         core: a ``TuningCore`` over the test images.
         predictor: an :class:`rl.inference.AgentParamsPredictor`.
         ga_steps, ga_lr: gradient ascent budget and step size.
-        reward_scale, param_penalty: the objective gradient ascent maximises (the agent's, without
-            the non-differentiable clipping penalty).
+        reward_scale, param_penalty, clip_penalty: the environment's potential, which gradient
+            ascent and random search maximise like the agent (see :func:`gradient_ascent`).
         seed: random search seed.
         progress: show a tqdm bar for gradient ascent.
 
@@ -144,13 +170,14 @@ def evaluate_policies(
     results["agent"], renders["agent"] = _entry(core, idx, agent_unit, agent_evals, time.perf_counter() - t0, True)
 
     t0 = time.perf_counter()
-    rs_unit = random_search(core, idx, agent_evals, seed)
+    rs_unit = random_search(core, idx, agent_evals, seed, reward_scale=reward_scale, param_penalty=param_penalty, clip_penalty=clip_penalty)
     results["random_search"], _ = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
 
     bar = tqdm(total=ga_steps, desc="gradient ascent", disable=not progress, leave=False)
     t0 = time.perf_counter()
     ga_unit = gradient_ascent(
-        core, idx, steps=ga_steps, lr=ga_lr, reward_scale=reward_scale, param_penalty=param_penalty, progress=bar.update
+        core, idx, steps=ga_steps, lr=ga_lr, reward_scale=reward_scale, param_penalty=param_penalty,
+        clip_penalty=clip_penalty, progress=bar.update
     )
     ga_seconds = time.perf_counter() - t0
     bar.close()

@@ -190,6 +190,7 @@ def run(argv=None) -> int:
         ga_lr=float(ev.get("ga_lr", 0.05)),
         reward_scale=float(env_kwargs["reward_scale"]),
         param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
+        clip_penalty=float(env_kwargs.get("clip_penalty", 0.0)),
         seed=int(config["seed"]),
     )
     results["meta"] = {
