@@ -188,9 +188,9 @@ def test_select_prompts_end_to_end(tmp_path, tiny_clip, capsys):
     from attiqa.__main__ import main
     from attiqa.clip_teacher import CLIPTeacher, load_prompts
     from attiqa.distortions import ATTRIBUTE_DISTORTION, distort
-    from attiqa.prompts import _square, default_fixed_images
+    from attiqa.image_folder import load_square, to_unit_float
+    from attiqa.prompts import default_fixed_images
     from attiqa.spaq import load_spaq_annotations, write_spaq_miniature
-    from attiqa.transforms import load_image
 
     spaq = tmp_path / "SPAQ"
     write_spaq_miniature(spaq, n_images=8, seed=1)
@@ -217,7 +217,7 @@ def test_select_prompts_end_to_end(tmp_path, tiny_clip, capsys):
     fixed = default_fixed_images(40)[:2]
     levels = np.linspace(0, 1, 3)
     table = load_spaq_annotations(spaq)
-    spaq_imgs = torch.stack([_square(load_image(spaq / "TestImage" / n), 32) for n in table["image"]])
+    spaq_imgs = torch.stack([to_unit_float(load_square(spaq / "TestImage" / n, 32)) for n in table["image"]])
     with torch.no_grad():
         spaq_scores = t(spaq_imgs).numpy()
         for k, a in enumerate(ATTRIBUTES):
