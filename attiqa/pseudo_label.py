@@ -326,20 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if args.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        # only a barrier and one small all-reduce travel between ranks: gloo works for CPU and GPU jobs
-        dist.init_process_group(backend="gloo", timeout=timedelta(hours=12))
+    from attiqa.distributed import init_distributed, resolve_device, world_info
+
+    _, _, world = world_info()
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"attiqa pseudo-label: error: bad --device {args.device!r} ({exc})", file=sys.stderr)
+        return 2
+    # only a barrier and one small all-reduce travel between ranks: gloo serves CPU and GPU jobs
+    rank = init_distributed(device, backend="gloo", timeout=timedelta(hours=12))
     code = 0
     try:
         from attiqa.image_folder import list_images
