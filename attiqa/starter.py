@@ -1,6 +1,6 @@
 """The starter ATTIQA model: a working quality reward built offline on a fresh CPU machine.
 
-``python -m attiqa build-starter [--out PATH] [--force] [--tiny]``
+``python -m attiqa build-starter [--out PATH] [--force] [--tiny] [--threads N] [--report [--report-crops N]]``
 
 No CLIP weights, ImageNet or IQA dataset can be downloaded where this project is built, so
 the starter is made from what ships inside installed packages:
@@ -12,11 +12,14 @@ the starter is made from what ships inside installed packages:
    scikit-image and scikit-learn, each with random ISP-like variations (exposure, white
    balance, gamma/tone, saturation) and, for half of them, one synthetic distortion at a
    random level. The backbone's last stages train along with the heads.
-3. **MOS head**: with backbone and heads frozen, the MOS MLP learns to rank crops of the same
-   photos by synthetic distortion level (blur, noise, JPEG, under-/over-exposure,
-   desaturation, contrast loss; :mod:`attiqa.distortions`): target MOS = 1 − level, plus a
-   pairwise ranking term between versions of the same crop. The score range is ``(0, 1)``
-   (a sigmoid output), higher is better.
+3. **Attributes + MOS head together**: the MOS MLP sits on the heads' features and learns,
+   end to end with the trainable backbone part and the heads, to order versions of one crop
+   by synthetic distortion level (blur, noise, JPEG, under-/over-exposure, desaturation,
+   contrast loss; :mod:`attiqa.distortions`): a pairwise hinge between versions of the same
+   crop plus the squared error to 1 − level, next to the attribute-ranking loss that keeps
+   the heads faithful to the teacher. The score range is ``(0, 1)`` (a sigmoid output),
+   higher is better. (Fitting the MOS head alone on frozen features of a few hundred crops
+   memorises the crops and does not transfer to new photos; see ``docs/attiqa.md``.)
 
 Two photos (scikit-image ``rocket``, scikit-learn ``flower``) are held out; the build ends
 with a report on them: SROCC between distortion level and MOS per distortion type, and of
@@ -70,15 +73,26 @@ class StarterConfig:
         photo_max_side: photos are downscaled to this longer side first.
         photos: photos used for building (``"skimage:NAME"`` / ``"sklearn:NAME"``).
         holdout: photos kept out of building and used for the report.
-        rank_steps: ranking-pretraining steps.
+        rank_steps: steps of a ranking-only pretraining stage before the joint stage (0 = none;
+            the joint stage trains the attribute ranking as well).
         rank_batch_size: images per ranking step.
         rank_lr: learning rate of the ranking stage.
         trainable_backbone_fraction: share of the backbone's parameter tensors (the last ones)
             trained in the ranking stage; 0 freezes it, 1 trains all.
-        mos_samples: distorted crops whose features train the MOS head.
-        mos_group: versions (different distortions/levels) per base crop.
-        mos_steps: optimisation steps of the MOS head (on cached features).
-        mos_lr: learning rate of the MOS head.
+        joint_steps: steps of the joint stage, where the trainable backbone part, the attribute
+            heads and the MOS head learn together: attribute ranking against the teacher plus
+            MOS ranking by distortion level within each group of versions of one crop.
+        joint_groups: base crops per joint step.
+        joint_versions: versions (the clean crop + distortions at random levels) per base crop.
+        joint_lr: learning rate of the joint stage.
+        mos_weight: weight of the MOS loss against the attribute-ranking loss.
+        mos_samples: distorted crops whose frozen head features re-fit the MOS head after the
+            joint stage (0 = keep the jointly trained head).
+        mos_group: versions (different distortions/levels) per base crop in that re-fit.
+        mos_steps: optimisation steps of the re-fit (on cached features).
+        mos_lr: learning rate of the re-fit.
+        mos_feature_noise: Gaussian noise added to the cached features in the re-fit, in units of
+            each feature's standard deviation (regularises against memorising the few crops).
         report_levels: distortion levels of the hold-out report.
         seed: random seed.
     """
@@ -91,14 +105,20 @@ class StarterConfig:
     photo_max_side: int = 512
     photos: tuple[str, ...] = BUILD_PHOTOS
     holdout: tuple[str, ...] = HOLDOUT_PHOTOS
-    rank_steps: int = 150
+    rank_steps: int = 0
     rank_batch_size: int = 16
     rank_lr: float = 3e-4
     trainable_backbone_fraction: float = 0.3
-    mos_samples: int = 768
+    joint_steps: int = 200
+    joint_groups: int = 4
+    joint_versions: int = 4
+    joint_lr: float = 3e-4
+    mos_weight: float = 1.0
+    mos_samples: int = 0
     mos_group: int = 8
     mos_steps: int = 1500
     mos_lr: float = 1e-3
+    mos_feature_noise: float = 1.0
     report_levels: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     seed: int = 0
 
@@ -107,7 +127,8 @@ class StarterConfig:
         """A random-weight model on 32 px crops that builds in a few seconds (tests)."""
         return cls(pretrained=False, head_hidden=16, mos_hidden=16, crop=32, photo_max_side=64,
                    photos=BUILD_PHOTOS[:2], rank_steps=2, rank_batch_size=4, trainable_backbone_fraction=1.0,
-                   mos_samples=16, mos_group=4, mos_steps=10, report_levels=(0.0, 0.5, 1.0))
+                   joint_steps=2, joint_groups=2, joint_versions=3, mos_samples=16, mos_group=4, mos_steps=10,
+                   report_levels=(0.0, 0.5, 1.0))
 
 
 def cache_root() -> Path:
@@ -285,7 +306,7 @@ def _fit_mos_head(qmodel, feats, targets, groups, config: StarterConfig, progres
         pick = torch.randperm(n_groups, generator=g)[:per_step]
         mask = torch.isin(groups, pick)
         f, t, gr = feats[mask], targets[mask], groups[mask]
-        f = f + 0.02 * sd * torch.randn(f.shape, generator=g)  # light feature noise against over-fitting
+        f = f + config.mos_feature_noise * sd * torch.randn(f.shape, generator=g)  # against memorising crops
         pred = torch.sigmoid(head(f))
         mse = F.mse_loss(pred, t)
         same = (gr[:, None] == gr[None, :]) & (t[:, None] > t[None, :] + 0.05)
@@ -373,6 +394,97 @@ def format_report(report: dict) -> str:
 # building
 
 
+class _GroupData(torch.utils.data.Dataset):
+    """Groups of versions of one crop: the clean crop first, then distortions at random levels.
+
+    Item ``i`` -> ``(images (V, 3, c, c), teacher labels (V, 5), levels (V,))``; each group draws
+    its versions from two distortion types, so it holds short ladders of one kind as well as
+    comparisons across kinds.
+    """
+
+    def __init__(self, photos, teacher, n: int, crop: int, versions: int, seed: int):
+        from attiqa.distortions import DISTORTIONS
+
+        self.photos, self.teacher, self.n, self.crop, self.versions = photos, teacher, n, crop, versions
+        self.seed, self.kinds = seed, list(DISTORTIONS)
+
+    def __len__(self):
+        return self.n
+
+    @torch.no_grad()
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(self.seed * 104729 + 31 * i + 5)
+        photo = self.photos[int(torch.randint(0, len(self.photos), (1,), generator=g))]
+        base = isp_variation(_random_crop(photo, self.crop, g), g, strength=0.5)
+        pair = torch.randperm(len(self.kinds), generator=g)[:2].tolist()
+        imgs, levels = [base], [0.0]
+        for j in range(1, self.versions):
+            kind = self.kinds[pair[j % 2]]
+            level = 0.1 + 0.9 * float(torch.rand((), generator=g))
+            imgs.append(_distort(base, kind, level, g))
+            levels.append(level)
+        x = torch.stack(imgs)
+        return x, self.teacher(x).float(), torch.tensor(levels)
+
+
+def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progress: bool = True) -> dict:
+    """Stage 2: attribute ranking and MOS ranking by distortion level, trained together.
+
+    Every step takes ``joint_groups`` crops with ``joint_versions`` versions each. The loss is the
+    margin-ranking loss of the five heads against the analytic teacher over all pairs in the
+    batch (as in pretraining) plus ``mos_weight`` x (a hinge that orders the MOS of every pair of
+    versions of the same crop by distortion level, margin 0.05, + the squared error of the MOS
+    in ``(0, 1)`` to ``1 - level``). Batch-norm layers keep their ImageNet statistics (eval mode),
+    since a batch holds only a few distinct crops.
+
+    Returns:
+        ``{"steps", "final_loss", "seconds"}``.
+    """
+    from tqdm.auto import tqdm
+
+    from attiqa.losses import margin_ranking_loss
+    from attiqa.teachers import AnalyticTeacher
+
+    if config.joint_steps <= 0:
+        return {"steps": 0, "final_loss": float("nan"), "seconds": 0.0}
+    t0 = time.perf_counter()
+    model = qmodel.attiqa
+    _freeze_backbone_prefix(model, config.trainable_backbone_fraction)
+    params = [p for p in qmodel.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.joint_lr, weight_decay=1e-4)
+    data = _GroupData(photos, AnalyticTeacher().eval(), config.joint_steps * config.joint_groups, config.crop,
+                      config.joint_versions, config.seed + 101)
+    loader = torch.utils.data.DataLoader(data, batch_size=config.joint_groups, shuffle=False)
+    qmodel.train()
+    for m in qmodel.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    losses = []
+    bar = tqdm(total=config.joint_steps, desc="starter: attributes + MOS", disable=not progress, leave=False)
+    for step, (imgs, labels, levels) in enumerate(loader):
+        gsz, v = imgs.shape[:2]
+        out = model(imgs.flatten(0, 1))
+        mos = torch.sigmoid(qmodel.mos_head(out.head_features.flatten(1))).view(gsz, v)
+        rank, _ = margin_ranking_loss(out.scores, labels.flatten(0, 1), 0.1)
+        target = 1.0 - levels
+        better = target[:, :, None] > target[:, None, :] + 0.05  # (G, V, V): version i should beat j
+        hinge = F.relu(mos[:, None, :] - mos[:, :, None] + 0.05)[better].mean() if better.any() else mos.sum() * 0
+        loss = rank + config.mos_weight * (hinge + F.mse_loss(mos, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for pg in opt.param_groups:
+            pg["lr"] = config.joint_lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / config.joint_steps))
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    qmodel.requires_grad_(True)
+    qmodel.eval()
+    return {"steps": len(losses), "final_loss": float(np.mean(losses[-10:])),
+            "seconds": time.perf_counter() - t0}
+
+
 def ranking_stage(photos: list[torch.Tensor], config: StarterConfig, progress: bool = True):
     """Stage 1: backbone + attribute heads ranking-pretrained against the analytic teacher.
 
@@ -387,6 +499,8 @@ def ranking_stage(photos: list[torch.Tensor], config: StarterConfig, progress: b
     torch.manual_seed(config.seed)
     model = build_model(config.backbone, pretrained=config.pretrained, head_hidden=config.head_hidden)
     _freeze_backbone_prefix(model, config.trainable_backbone_fraction)
+    if config.rank_steps <= 0:
+        return model.eval(), {"steps": 0}
     teacher = AnalyticTeacher().eval()
     data = _RankingData(photos, teacher, config.rank_steps * config.rank_batch_size, config.crop, config.seed)
     info = train_ranking(model, data, steps=config.rank_steps, batch_size=config.rank_batch_size,
@@ -397,17 +511,21 @@ def ranking_stage(photos: list[torch.Tensor], config: StarterConfig, progress: b
 
 
 def quality_stage(model, photos: list[torch.Tensor], config: StarterConfig, progress: bool = True):
-    """Stage 2: the MOS head fitted to synthetic distortion levels on the frozen model's head features.
+    """Stages 2-3: the MOS head on top of the attribute model, trained jointly with it
+    (:func:`joint_stage`) and, when ``config.mos_samples > 0``, re-fitted on frozen features.
 
     Returns:
         ``(quality_model, final_loss)`` with a :class:`attiqa.quality.QualityModel` in eval mode.
     """
     from attiqa.quality import QualityModel
 
-    feats, targets, groups = _mos_training_set(model, photos, config, progress)
     torch.manual_seed(config.seed)
     qmodel = QualityModel(model, head_hidden=config.mos_hidden, dropout=0.0, score_range=(0.0, 1.0))
-    loss = _fit_mos_head(qmodel, feats, targets, groups, config, progress)
+    info = joint_stage(qmodel, photos, config, progress)
+    loss = info["final_loss"]
+    if config.mos_samples > 0:
+        feats, targets, groups = _mos_training_set(model, photos, config, progress)
+        loss = _fit_mos_head(qmodel, feats, targets, groups, config, progress)
     return qmodel.eval(), loss
 
 
@@ -432,7 +550,7 @@ def build_starter(path, config: StarterConfig | None = None, progress: bool = Tr
     say(f"{len(photos)} packaged photos; ranking pretraining of the attribute heads ({config.rank_steps} steps)")
     model, rank_info = ranking_stage(photos, config, progress)
     t_rank, c_rank = time.perf_counter() - t0, time.process_time() - c0
-    say(f"fitting the MOS head to synthetic distortion levels ({config.mos_samples} crops)")
+    say(f"training attributes + MOS head on synthetic distortion levels ({config.joint_steps} steps)")
     qmodel, mos_loss = quality_stage(model, photos, config, progress)
     t_mos, c_mos = time.perf_counter() - t0 - t_rank, time.process_time() - c0 - c_rank
     holdout = starter_photos(config.holdout, config.photo_max_side)
@@ -484,8 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="rebuild even when the file exists")
     p.add_argument("--tiny", action="store_true", help="the seconds-long test configuration (random weights)")
     p.add_argument("--rank-steps", type=int, default=None, help="override the ranking-pretraining steps")
+    p.add_argument("--joint-steps", type=int, default=None, help="override the attributes + MOS steps")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--report", action="store_true", help="print the stored hold-out report of an existing file")
+    p.add_argument("--report-crops", type=int, default=None,
+                   help="with --report: recompute the hold-out report with this many crops per held-out photo")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -493,12 +614,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from attiqa.api import load_quality_model
         try:
-            _, meta = load_quality_model(out)
+            model, meta = load_quality_model(out)
         except (FileNotFoundError, ValueError) as exc:
             print(f"attiqa build-starter: error: {exc}", file=sys.stderr)
             return 1
-        print(format_report(meta["holdout_report"]))
-        print(f"\nbuilt in {meta.get('build_seconds', float('nan')):.0f} s; {meta['description']}")
+        report = meta["holdout_report"]
+        if args.report_crops:
+            cfg = meta.get("starter_config", {})
+            holdout = starter_photos(tuple(cfg.get("holdout", HOLDOUT_PHOTOS)), int(cfg.get("photo_max_side", 512)))
+            report = holdout_report(model, holdout, int(cfg.get("crop", 224)),
+                                    tuple(cfg.get("report_levels", report["levels"])), n_crops=args.report_crops)
+        print(format_report(report))
+        cpu = meta.get("build_cpu_seconds")
+        print(f"\nbuilt in {meta.get('build_seconds', float('nan')):.0f} s wall"
+              + (f", {cpu:.0f} s CPU on {meta.get('torch_threads')} threads" if cpu is not None else "")
+              + f"; {meta['description']}")
         return 0
     if out.is_file() and not args.force:
         print(f"{out} exists (use --force to rebuild)")
@@ -506,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     config = StarterConfig.tiny() if args.tiny else StarterConfig()
     if args.rank_steps is not None:
         config = replace(config, rank_steps=args.rank_steps)
+    if args.joint_steps is not None:
+        config = replace(config, joint_steps=args.joint_steps)
     build_starter(out, config, progress=True)
     print(f"built the starter model (not the paper's weights): {out}")
     return 0
