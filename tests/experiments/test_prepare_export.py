@@ -85,6 +85,35 @@ def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_prepare_full_layout_writes_test500(tmp_path, capsys):
+    """5,000 DNG names in the official groups: test500.txt holds a4501-a5000 (files are tiny TIFFs)."""
+    import io
+
+    import tifffile
+
+    from experiments import prepare_fivek as P
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((4, 4), np.uint16))
+    tiny = buf.getvalue()
+    root = tmp_path / "fivek"
+    for start in range(1, 5001, 700):
+        end = min(start + 699, 5000)
+        photos = root / "raw_photos" / f"HQa{start}to{end}" / "photos"
+        photos.mkdir(parents=True)
+        for i in range(start, end + 1):
+            (photos / f"a{i:04d}-x{i}.dng").write_bytes(tiny)
+    rc = P.main([str(root), "--no-progress", "--seeds", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "DNG files           5000" in out and "RAW groups          8" in out
+    split = fivek.load_split(root, "test500")
+    assert [e.id for e in split["test"]] == [f"a{i:04d}" for i in range(4501, 5001)]
+    assert len(split["train"]) == 4500
+    rnd = fivek.read_split_file(root / "splits" / "random_seed3.txt")
+    assert len(rnd["test"]) == 1250 and len(rnd["train"]) == 3750 and not set(rnd["test"]) & set(rnd["train"])
+
+
 def _read_csv(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
