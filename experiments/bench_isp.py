@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in res.items():
         print(f"{k:<28}{v:>10.3f}")
     ratios = {
+        "isp_forward_neutral_vs_rawpy_ahd": res["isp_forward_neutral"] / res["rawpy_ahd"],
         "isp_forward_vs_rawpy_linear": res["isp_forward"] / res["rawpy_linear"],
         "isp_forward_backward_vs_rawpy_ahd": res["isp_forward_backward"] / res["rawpy_ahd"],
         "isp_forward_vs_rawpy_ahd": res["isp_forward"] / res["rawpy_ahd"],

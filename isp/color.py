@@ -48,6 +48,9 @@ def camera_to_srgb_matrix(cam_to_xyz: np.ndarray) -> np.ndarray:
     return np.linalg.inv(srgb_to_cam)
 
 
+_LOG_1055 = float(np.log(1.055))
+
+
 def srgb_encode(x: torch.Tensor) -> torch.Tensor:
     """IEC 61966-2-1 sRGB opto-electronic transfer (linear -> encoded).
 
@@ -63,7 +66,8 @@ def srgb_encode(x: torch.Tensor) -> torch.Tensor:
         Encoded values, same shape.
     """
     x = x.clamp_min(0.0)
-    hi = torch.exp(torch.log(x.clamp_min(0.0031308)) * (1.0 / 2.4)) * 1.055 - 0.055
+    # 1.055 x^(1/2.4) = exp(log(x) / 2.4 + log(1.055)); in place on fresh tensors only
+    hi = torch.exp(torch.log(x.clamp_min(0.0031308)).mul_(1.0 / 2.4).add_(_LOG_1055)) - 0.055
     return torch.minimum(x * 12.92, hi)
 
 

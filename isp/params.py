@@ -60,7 +60,7 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("saturation", -1.0, 1.0, 0.0, "chroma scale - 1 in linear sRGB (-1 = greyscale)"),
     ParamSpec("vibrance", -1.0, 1.0, 0.0, "saturation boost weighted toward muted colours"),
     ParamSpec("denoise_luma", 0.0, 1.0, 0.0, "blend toward a Gaussian-smoothed luminance (sigma 1 px)"),
-    ParamSpec("denoise_chroma", 0.0, 1.0, 0.0, "blend toward Gaussian-smoothed chrominance (sigma 2 px)"),
+    ParamSpec("denoise_chroma", 0.0, 1.0, 0.0, "blend toward low-passed chrominance (about 2 px, computed at half resolution)"),
     ParamSpec("sharpen", 0.0, 2.0, 0.0, "unsharp-mask amount on luminance (sigma 1 px)"),
 )
 PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAM_SPECS)

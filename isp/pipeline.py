@@ -33,7 +33,7 @@ from .stages import (
     Sharpen,
     WhiteBalance,
 )
-from .stages._util import is_noop
+from .stages._util import clamp01, is_noop
 from .stages.white_balance import wb_gains, white_balance
 
 __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAULT_TILE_PIXELS"]
@@ -41,10 +41,11 @@ __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAU
 _CH = {"R": 0, "G": 1, "B": 2}
 
 #: Rows of overlap between tiles: at least the summed radii of the spatial stages (demosaic 1,
-#: chroma denoise 6, sharpen 3), rounded up to an even number so that tiles keep the CFA phase.
-TILE_HALO = 12
-#: Default tile size on CPU, in pixels (rows x width x batch).
-DEFAULT_TILE_PIXELS = 1 << 18
+#: chroma denoise 2 x 3 + 2 at half resolution, sharpen 3) with a margin, even so that tiles
+#: keep the CFA phase and the half-resolution grid.
+TILE_HALO = 16
+#: Default tile size on CPU, in pixels (rows x width x batch); measured fastest on a 6-MP image.
+DEFAULT_TILE_PIXELS = 1 << 19
 
 
 class RawBatch:
@@ -228,9 +229,9 @@ class ISP(nn.Module):
         """All stages on a (row range of the) normalised mosaic ``(B, 1, h, W)``."""
         x = white_balance(mosaic, gains, batch.cfa_index)
         x = self.demosaic(x, batch.patterns)
-        x = self.color_matrix(x, batch.cam_to_srgb).clamp(0.0, 1.0)
+        x = clamp01(self.color_matrix(x, batch.cam_to_srgb))
         if active["denoise"]:
-            x = self.denoise(x, P["denoise_luma"], P["denoise_chroma"]).clamp(0.0, 1.0)
+            x = clamp01(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
         if active["exposure"]:
             x = self.exposure(x, P["exposure"])
         if active["highlights_shadows"]:
@@ -243,8 +244,8 @@ class ISP(nn.Module):
         if active["contrast"]:
             x = self.contrast(x, P["contrast"])
         if active["sharpen"]:
-            x = self.sharpen(x, P["sharpen"])
-        return x.clamp(0.0, 1.0)
+            return self.sharpen(x, P["sharpen"])  # clips to [0, 1] itself
+        return clamp01(x)
 
 
 def apply_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:

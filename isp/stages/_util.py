@@ -20,3 +20,27 @@ def is_noop(v) -> bool:
     if v.requires_grad and torch.is_grad_enabled():
         return False
     return not bool(torch.count_nonzero(v))
+
+
+class _Clamp01(torch.autograd.Function):
+    """``clamp(x, 0, 1)`` that keeps a one-byte mask for backward instead of the input (autograd's
+    clamp backward recomputes two comparisons, an ``and`` and a ``where`` from the saved input)."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        out = x.clamp(0.0, 1.0)
+        ctx.save_for_backward(out == x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (mask,) = ctx.saved_tensors
+        return grad * mask
+
+
+def clamp01(x: torch.Tensor) -> torch.Tensor:
+    """Clip to ``[0, 1]``; the gradient is passed where the value was inside the range (ends
+    included), as with ``torch.clamp``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Clamp01.apply(x)
+    return x.clamp(0.0, 1.0)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..color import LUMA_WEIGHTS
-from ._util import per_image
+from ._util import clamp01, per_image
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,7 @@ def saturate(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
     mn = x.amin(dim=1, keepdim=True)
     sat = (mx - mn) / (mx + 1e-4)
     factor = (1.0 + s) * (1.0 + v * (1.0 - sat))
-    return (y + factor * (x - y)).clamp(0.0, 1.0)
+    return clamp01(torch.addcmul(y, factor, x - y))
 
 
 class Saturation(nn.Module):

@@ -73,12 +73,33 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
     tiles = _tiles(patterns, mosaic.device, mosaic.dtype).reshape(-1, 3, 1, 2, 1, 2)
     sparse = (mosaic.reshape(b, 1, h // 2, 2, w // 2, 2) * tiles).reshape(b, 3, h, w)
     sp = F.pad(sparse, (1, 1, 1, 1), mode="reflect")
+    if torch.is_grad_enabled() and sp.requires_grad:
+        return _BilinearFilters.apply(sp)
+    return _bilinear_filters(sp)
+
+
+def _bilinear_filters(sp: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H+2, W+2)`` padded sparse planes -> ``(B, 3, H, W)`` interpolated (shifted slices)."""
     rb = sp[:, 0::2]  # red and blue planes: separable [1 2 1] / 2 in each direction
     rb = rb[..., 1:-1] + 0.5 * (rb[..., :-2] + rb[..., 2:])
     rb = rb[..., 1:-1, :] + 0.5 * (rb[..., :-2, :] + rb[..., 2:, :])
     g = sp[:, 1]
     g = g[:, 1:-1, 1:-1] + 0.25 * ((g[:, :-2, 1:-1] + g[:, 2:, 1:-1]) + (g[:, 1:-1, :-2] + g[:, 1:-1, 2:]))
     return torch.stack([rb[:, 0], g, rb[:, 1]], dim=1)
+
+
+class _BilinearFilters(torch.autograd.Function):
+    """:func:`_bilinear_filters` with its adjoint as backward: both kernels are symmetric, so the
+    adjoint is the same filtering of the gradient zero-padded by 2 (autograd through the slices
+    would allocate and zero a full-size gradient per slice)."""
+
+    @staticmethod
+    def forward(ctx, sp):  # noqa: D102
+        return _bilinear_filters(sp)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return _bilinear_filters(F.pad(grad, (2, 2, 2, 2)))
 
 
 class Demosaic(nn.Module):

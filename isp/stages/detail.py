@@ -7,27 +7,53 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import per_image
+from ._util import clamp01, per_image
 from ..color import LUMA_WEIGHTS
 from .adjust import luminance
 
 
-def _kernel(sigma: float) -> list[float]:
+def _kernel(sigma: float) -> tuple[float, ...]:
     """Normalised Gaussian taps ``k[0..r]`` (centre first) with radius ``r = ceil(3 sigma)``."""
     r = max(1, int(math.ceil(3.0 * sigma)))
     k = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(r + 1)]
     total = k[0] + 2.0 * sum(k[1:])
-    return [v / total for v in k]
+    return tuple(v / total for v in k)
 
 
-def _blur_axis(x: torch.Tensor, k: list[float], dim: int) -> torch.Tensor:
-    """Symmetric 1-D filter along ``dim`` (-1 or -2) of an already padded tensor (shifted slices)."""
+def _filter_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
+    """Symmetric 1-D filter along ``dim`` of a tensor padded by ``r = len(k) - 1`` (shifted slices)."""
     r = len(k) - 1
     n = x.shape[dim] - 2 * r
     out = x.narrow(dim, r, n) * k[0]
-    for i in range(1, r + 1):  # in place on a fresh tensor: autograd-safe, no extra allocation
+    for i in range(1, r + 1):  # in place on a fresh tensor: no extra allocation
         out.add_(x.narrow(dim, r - i, n) + x.narrow(dim, r + i, n), alpha=k[i])
     return out
+
+
+class _SymmetricFilter(torch.autograd.Function):
+    """:func:`_filter_axis` with its adjoint as backward.
+
+    Autograd through the shifted slices would allocate and zero a full-size gradient per tap;
+    the adjoint of a symmetric filter is the same filter applied to the gradient zero-padded by
+    ``2 r``, which costs as much as the forward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x, k, dim):  # noqa: D102
+        ctx.k, ctx.dim = k, dim
+        return _filter_axis(x, k, dim)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        r = len(ctx.k) - 1
+        pad = (2 * r, 2 * r, 0, 0) if ctx.dim == -1 else (0, 0, 2 * r, 2 * r)
+        return _filter_axis(F.pad(grad, pad), ctx.k, ctx.dim), None, None
+
+
+def _blur_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SymmetricFilter.apply(x, k, dim)
+    return _filter_axis(x, k, dim)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -52,11 +78,33 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_axis(F.pad(y, (0, 0, r, r), mode=mode), k, -2)
 
 
-def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0) -> torch.Tensor:
-    """Blend luminance and chrominance toward Gaussian-smoothed versions.
+def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Wide, cheap low-pass: 2x2 average, Gaussian of ``sigma / 2`` at half resolution, bilinear
+    upsampling. The overall kernel is close to a Gaussian of about ``1.1 sigma`` full-resolution
+    pixels at a quarter of the cost; used for chrominance, which the eye sees at low resolution.
 
-    The chrominance ``x - Y`` has only two degrees of freedom (the luma weights sum to 1), so
-    only its red and blue components are filtered; green follows from ``sum_c w_c (x_c - Y) = 0``.
+    Args:
+        x: ``(B, C, H, W)``; odd sizes or images too small to halve fall back to
+            :func:`gaussian_blur`.
+        sigma: full-resolution standard deviation in pixels (> 0).
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2 or min(h, w) < 8:
+        return gaussian_blur(x, sigma)
+    small = gaussian_blur(F.avg_pool2d(x, 2), sigma / 2.0)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+
+def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0) -> torch.Tensor:
+    """Blend luminance and chrominance toward low-passed versions.
+
+    Luminance ``Y`` is blended toward a Gaussian blur (``sigma_luma``); chrominance ``x - Y``
+    toward :func:`smooth_half_res` (about ``sigma_chroma`` pixels). The chrominance has only two
+    degrees of freedom (the luma weights sum to 1), so only its red and blue components are
+    filtered; green follows from ``sum_c w_c (x_c - Y) = 0``.
 
     Args:
         x: ``(B, 3, H, W)`` linear RGB.
@@ -70,7 +118,7 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     y = luminance(x)
     ch = x[:, 0::2] - y  # red and blue chroma
     y = y + a * (gaussian_blur(y, sigma_luma) - y)
-    ch = ch + c * (gaussian_blur(ch, sigma_chroma) - ch)
+    ch = ch + c * (smooth_half_res(ch, sigma_chroma) - ch)
     wr, wg, wb = LUMA_WEIGHTS
     ch_g = ch[:, :1] * (-wr / wg) + ch[:, 1:] * (-wb / wg)
     return y + torch.cat([ch[:, :1], ch_g, ch[:, 1:]], dim=1)
@@ -84,7 +132,7 @@ def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:
         amount: float or ``(B,)`` in ``[0, 2]``.
     """
     y = luminance(x)
-    return (x + per_image(amount, x) * (y - gaussian_blur(y, sigma))).clamp(0.0, 1.0)
+    return clamp01(x + per_image(amount, x) * (y - gaussian_blur(y, sigma)))
 
 
 class Denoise(nn.Module):

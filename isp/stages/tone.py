@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._util import per_image
+from ._util import clamp01, per_image
+
+
+def _bump(x: torch.Tensor) -> torch.Tensor:
+    """``x (1 - x)`` in one fused op."""
+    return torch.addcmul(x, x, x, value=-1.0)
 
 
 def adjust_exposure(x: torch.Tensor, ev) -> torch.Tensor:
@@ -15,7 +20,7 @@ def adjust_exposure(x: torch.Tensor, ev) -> torch.Tensor:
         x: ``(B, C, H, W)`` linear RGB.
         ev: float or ``(B,)`` exposure in stops.
     """
-    return (x * torch.exp2(per_image(ev, x))).clamp(0.0, 1.0)
+    return clamp01(x * torch.exp2(per_image(ev, x)))
 
 
 def adjust_highlights_shadows(x: torch.Tensor, highlights, shadows) -> torch.Tensor:
@@ -27,18 +32,18 @@ def adjust_highlights_shadows(x: torch.Tensor, highlights, shadows) -> torch.Ten
         shadows: float or ``(B,)`` in ``[-1, 1]`` (+ lifts the bottom of the range).
     """
     h, s = per_image(highlights, x), per_image(shadows, x)
-    one_minus = 1.0 - x
-    return x + x * one_minus * (h * x + s * one_minus)
+    # x + x(1-x)(s + (h-s)x), as three fused multiply-adds
+    return torch.addcmul(x, _bump(x), torch.addcmul(s, h - s, x))
 
 
 def adjust_brightness(x: torch.Tensor, amount) -> torch.Tensor:
     """Midtone curve ``x + a x (1 - x)`` (end points fixed). ``amount`` float or ``(B,)`` in ``[-1, 1]``."""
-    return x + per_image(amount, x) * x * (1.0 - x)
+    return torch.addcmul(x, per_image(amount, x), _bump(x))
 
 
 def adjust_contrast(x: torch.Tensor, amount) -> torch.Tensor:
     """S-curve ``x + c x (1 - x)(2x - 1)`` around 0.5. ``amount`` float or ``(B,)`` in ``[-1, 1]``."""
-    return x + per_image(amount, x) * x * (1.0 - x) * (2.0 * x - 1.0)
+    return torch.addcmul(x, per_image(amount, x), _bump(x) * (2.0 * x - 1.0))
 
 
 class Exposure(nn.Module):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._util import clamp01
+
 
 def wb_gains(as_shot: torch.Tensor, temperature, tint) -> torch.Tensor:
     """Per-image R/G/B gains.
@@ -38,7 +40,7 @@ def white_balance(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Te
     b, _, h, w = mosaic.shape
     g = torch.gather(gains.to(mosaic.dtype), 1, cfa_index.to(mosaic.device)).reshape(b, 1, 2, 1, 2)
     out = mosaic.reshape(b, h // 2, 2, w // 2, 2) * g
-    return out.clamp(0.0, 1.0).reshape(b, 1, h, w)
+    return clamp01(out).reshape(b, 1, h, w)
 
 
 class WhiteBalance(nn.Module):
