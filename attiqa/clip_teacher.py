@@ -361,10 +361,20 @@ def char_tokenizer():
     Every prompt tokenizes into its characters plus the start/end tokens; enough to exercise the
     real tokenizer and text tower with a tiny vocabulary.
     """
+    import tempfile
+
     from transformers import CLIPTokenizer
 
+    with tempfile.TemporaryDirectory() as tmp:  # from files: the constructor differs across versions
+        _write_vocab(Path(tmp))
+        return CLIPTokenizer.from_pretrained(tmp)
+
+
+def _write_vocab(folder: Path) -> None:
     vocab, merges = _char_vocab()
-    return CLIPTokenizer(vocab=vocab, merges=merges)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+                                       encoding="utf-8")
 
 
 def _char_vocab() -> tuple[dict[str, int], list]:
@@ -428,9 +438,7 @@ def save_tiny_random_clip(path, seed: int = 0) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model, tok = random_clip_model("tiny", seed)
-    vocab, merges = _char_vocab()
-    (path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    _write_vocab(path)
     model.save_pretrained(path)
     tok.save_pretrained(path)
     size = int(model.config.vision_config.image_size)
