@@ -177,3 +177,38 @@ def test_render_preview_and_module_buffers(sample_dngs):
     assert out.shape[1:] == (small.shape[1], small.shape[0])  # rotated by 90 degrees
     m = isp.ISP()
     assert all(t.device.type == "cpu" for t in list(m.parameters()) + list(m.buffers()))
+
+
+def test_row_tiles_give_the_untiled_result_and_gradient(sample_dngs):
+    """Tiling (with its halo) is exact: same image and same parameter gradient as one pass."""
+    raws = [isp.read_raw(p).preview(192).center_crop(96, 96) for p in sample_dngs[6:8]]
+    batch = isp.RawBatch.from_raws(raws)
+    g = torch.Generator().manual_seed(4)
+    p0 = isp.unit_to_params(torch.rand(2, isp.NUM_PARAMS, generator=g) * 1.6 - 0.8)
+    w = torch.rand(2, 3, 96, 96, generator=g)
+    outs, grads = [], []
+    for tile_pixels in (0, 2 * 96 * 20):  # untiled, and tiles of 20 rows (+ halo)
+        m = isp.ISP(tile_pixels=tile_pixels)
+        assert (m._tile_rows(batch) < 96) == bool(tile_pixels)
+        p = p0.clone().requires_grad_(True)
+        out = m(batch, p)
+        (out * w).sum().backward()
+        outs.append(out.detach())
+        grads.append(p.grad)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-3, rtol=1e-4)
+
+
+def test_bench_isp_runs_on_a_tiny_file():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "experiments" / "bench_isp.py"
+    r = subprocess.run([sys.executable, str(script), "--width", "64", "--height", "48", "--repeats", "1"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith("isp_forward_vs_rawpy_ahd=") and float(lines[-1].split("=")[1]) > 0
+    assert any(line.startswith("isp_forward_backward_vs_rawpy_ahd=") for line in lines)
+    assert any(line.startswith("rawpy_linear") for line in lines)

@@ -203,3 +203,30 @@ def test_denoise_and_sharpen_known_behaviour_and_gradcheck():
 def test_per_image_parameter_shape_is_checked():
     with pytest.raises(ValueError, match="per-image"):
         S.adjust_brightness(torch.rand(2, 3, 4, 4), torch.zeros(3))
+
+
+def test_clamp01_gradient_matches_torch_clamp():
+    from isp.stages._util import clamp01
+
+    x = torch.tensor([-0.5, 0.0, 0.3, 1.0, 1.5], dtype=D, requires_grad=True)
+    y = x.detach().clone().requires_grad_(True)
+    clamp01(x).backward(torch.arange(1.0, 6.0, dtype=D))
+    y.clamp(0.0, 1.0).backward(torch.arange(1.0, 6.0, dtype=D))
+    torch.testing.assert_close(x.grad, y.grad)
+    assert gradcheck(clamp01, (_rand(2, 3, lo=0.1, hi=0.9).requires_grad_(),))
+
+
+def test_half_resolution_chroma_lowpass():
+    from isp.stages.detail import smooth_half_res
+
+    flat = torch.full((1, 2, 32, 32), 0.2, dtype=D)
+    torch.testing.assert_close(smooth_half_res(flat, 2.0), flat)
+    impulse = torch.zeros(1, 1, 64, 64, dtype=D)
+    impulse[0, 0, 32, 32] = 1.0
+    resp = smooth_half_res(impulse, 2.0)[0, 0]
+    assert resp.sum().item() == pytest.approx(1.0, abs=1e-6)  # mass preserved away from borders
+    r = torch.arange(64, dtype=D)
+    cy = (resp.sum(1) * r).sum()
+    var = (resp.sum(1) * (r - cy) ** 2).sum()
+    assert 2.0 < var.sqrt().item() < 2.6  # about 1.1 x sigma
+    assert gradcheck(lambda t: smooth_half_res(t, 2.0), (_rand(1, 1, 8, 8).requires_grad_(),))
