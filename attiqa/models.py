@@ -275,6 +275,10 @@ class ATTIQAModel(nn.Module):
                     f"no ImageNet weights for {backbone}: pass weights=PATH (a torchvision-format state dict, e.g. "
                     "resnet50-0676ba61.pth) or set $ATTIQA_RESNET50_WEIGHTS, or build with pretrained=False")
             load_backbone_state(self.backbone, path, backbone)
+        # the ImageNet classifier is kept for strict loading and weight checks but never used on the
+        # way to the heads; frozen, it holds no optimizer state and DDP does not wait for its grads
+        classifier = self.backbone._fc if backbone == "efficientnet_lite0" else self.backbone.fc
+        classifier.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=True)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=True)
         c = cls.feature_dim
