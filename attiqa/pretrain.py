@@ -387,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--images", required=True, help="image folder (any depth) or the root the labels file refers to")
     p.add_argument("--labels", default=None,
-                   help="labels CSV from `python -m attiqa pseudo-label` (path + five attribute columns); "
+                   help="labels file from `python -m attiqa pseudo-label` (.csv: path + five attribute columns, or .npz); "
                         "without it the --teacher labels the images first")
     p.add_argument("--teacher", default="analytic", choices=("analytic", "clip"),
                    help="teacher used when no --labels file is given")
@@ -435,7 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         if not root.is_dir():
             raise FileNotFoundError(f"image folder not found: {root}")
         if args.labels:
-            files, labels = read_labels(args.labels, root=root)
+            from attiqa.pseudo_label import read_labels_file
+
+            files, scores = read_labels_file(args.labels, root=root)  # CSV or npz
+            labels = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+            if labels.ndim != 2 or labels.shape[1] != len(ATTRIBUTES) or not torch.isfinite(labels).all():
+                raise ValueError(f"{args.labels}: expected finite scores of shape (N, {len(ATTRIBUTES)}), "
+                                 f"got {tuple(labels.shape)}")
             absent = [p for p in files if not p.is_file()]
             if absent:
                 raise FileNotFoundError(f"{len(absent)} images of {args.labels} are missing, e.g. {absent[0]}")
