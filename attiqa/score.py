@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = metric.score_range
     if not args.json:
         print(f"# MOS range [{lo:g}, {hi:g}], higher is better; attributes: {', '.join(metric.attribute_names)}")
-    for path in paths:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(paths, desc="scoring", unit="img", disable=len(paths) < 10 or not sys.stderr.isatty(), leave=False)
+    for path in bar:
         try:
             row = metric.score_paths([path], max_side=args.max_side)[0]
         except (FileNotFoundError, ValueError) as exc:

@@ -86,6 +86,8 @@ class StarterConfig:
         joint_versions: versions (the clean crop + distortions at random levels) per base crop.
         joint_lr: learning rate of the joint stage.
         mos_weight: weight of the MOS loss against the attribute-ranking loss.
+        group_isp_strength: strength of the random ISP variation of each group's clean crop
+            (:func:`isp_variation`; 1 = exposure ±1.5 EV, so dark and bright renderings both occur).
         mos_samples: distorted crops whose frozen head features re-fit the MOS head after the
             joint stage (0 = keep the jointly trained head).
         mos_group: versions (different distortions/levels) per base crop in that re-fit.
@@ -114,6 +116,7 @@ class StarterConfig:
     joint_versions: int = 4
     joint_lr: float = 3e-4
     mos_weight: float = 1.0
+    group_isp_strength: float = 0.5
     mos_samples: int = 0
     mos_group: int = 8
     mos_steps: int = 1500
@@ -402,11 +405,11 @@ class _GroupData(torch.utils.data.Dataset):
     comparisons across kinds.
     """
 
-    def __init__(self, photos, teacher, n: int, crop: int, versions: int, seed: int):
+    def __init__(self, photos, teacher, n: int, crop: int, versions: int, seed: int, isp_strength: float = 0.5):
         from attiqa.distortions import DISTORTIONS
 
         self.photos, self.teacher, self.n, self.crop, self.versions = photos, teacher, n, crop, versions
-        self.seed, self.kinds = seed, list(DISTORTIONS)
+        self.seed, self.kinds, self.isp_strength = seed, list(DISTORTIONS), isp_strength
 
     def __len__(self):
         return self.n
@@ -415,7 +418,7 @@ class _GroupData(torch.utils.data.Dataset):
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(self.seed * 104729 + 31 * i + 5)
         photo = self.photos[int(torch.randint(0, len(self.photos), (1,), generator=g))]
-        base = isp_variation(_random_crop(photo, self.crop, g), g, strength=0.5)
+        base = isp_variation(_random_crop(photo, self.crop, g), g, strength=self.isp_strength)
         pair = torch.randperm(len(self.kinds), generator=g)[:2].tolist()
         imgs, levels = [base], [0.0]
         for j in range(1, self.versions):
@@ -453,7 +456,7 @@ def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progr
     params = [p for p in qmodel.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.joint_lr, weight_decay=1e-4)
     data = _GroupData(photos, AnalyticTeacher().eval(), config.joint_steps * config.joint_groups, config.crop,
-                      config.joint_versions, config.seed + 101)
+                      config.joint_versions, config.seed + 101, config.group_isp_strength)
     loader = torch.utils.data.DataLoader(data, batch_size=config.joint_groups, shuffle=False)
     qmodel.train()
     for m in qmodel.modules():
