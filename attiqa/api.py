@@ -42,6 +42,11 @@ def load_quality_model(path) -> tuple[QualityModel, dict]:
         ckpt = load_checkpoint(path)
     except FileNotFoundError:
         raise
+    except ValueError as exc:
+        if "Weights only load failed" in str(exc):  # torch's long advice to unpickle: not for us
+            raise ValueError(f"{path}: not a readable ATTIQA checkpoint (not a file of plain tensors and "
+                             "values; code inside checkpoints is never executed)") from None
+        raise
     except Exception as exc:  # noqa: BLE001 - one clear message whatever the loader raised
         raise ValueError(f"{path}: not a readable ATTIQA checkpoint ({exc})") from None
     meta, state = ckpt["meta"], ckpt["state_dict"]

@@ -51,9 +51,9 @@ __all__ = ["StarterConfig", "build_starter", "ensure_starter", "starter_path", "
            "STARTER_DESCRIPTION"]
 
 STARTER_VERSION = 1
-STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) ranking-pretrained "
-                       "with the analytic teacher on packaged sample photos, MOS head fitted to synthetic "
-                       "distortion levels")
+STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) trained on packaged "
+                       "sample photos to follow the analytic teacher's attribute rankings and to rank synthetic "
+                       "distortion levels (MOS in (0, 1))")
 
 BUILD_PHOTOS = ("skimage:astronaut", "skimage:chelsea", "skimage:coffee", "skimage:hubble_deep_field",
                 "skimage:immunohistochemistry", "skimage:retina", "skimage:motorcycle", "sklearn:china")
