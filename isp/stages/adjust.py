@@ -8,10 +8,55 @@ from ..color import LUMA_WEIGHTS
 from ._util import clamp01, per_image
 
 
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` linear sRGB -> ``(B, 1, H, W)`` relative luminance Y."""
+def _luma(x: torch.Tensor) -> torch.Tensor:
     wr, wg, wb = LUMA_WEIGHTS
     return (x[:, 0:1] * wr).add_(x[:, 1:2], alpha=wg).add_(x[:, 2:3], alpha=wb)
+
+
+class _Luminance(torch.autograd.Function):
+    """Y = w . x with the one-op adjoint ``grad * w`` (autograd through the three channel slices
+    would zero and fill a full-size gradient per slice)."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        return _luma(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        w = torch.tensor(LUMA_WEIGHTS, device=grad.device, dtype=grad.dtype).reshape(1, 3, 1, 1)
+        return grad * w
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` linear sRGB -> ``(B, 1, H, W)`` relative luminance Y (colour-science's
+    sRGB -> XYZ Y row)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Luminance.apply(x)
+    return _luma(x)
+
+
+class _RBChroma(torch.autograd.Function):
+    """``x[:, (R, B)] - Y``, ``(B, 3, H, W) -> (B, 2, H, W)``, with a slice-free adjoint."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        return x[:, 0::2] - _luma(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        w = torch.tensor(LUMA_WEIGHTS, device=grad.device, dtype=grad.dtype).reshape(1, 3, 1, 1)
+        gr, gb = grad[:, 0:1], grad[:, 1:2]
+        out = (gr + gb) * -w
+        out[:, 0:1] += gr
+        out[:, 2:3] += gb
+        return out
+
+
+def rb_chroma(x: torch.Tensor) -> torch.Tensor:
+    """Red and blue chrominance ``x_c - Y`` of linear sRGB: ``(B, 3, H, W) -> (B, 2, H, W)``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _RBChroma.apply(x)
+    return x[:, 0::2] - _luma(x)
 
 
 def saturate(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:

@@ -9,7 +9,7 @@ from torch import nn
 
 from ._util import clamp01, per_image
 from ..color import LUMA_WEIGHTS
-from .adjust import luminance
+from .adjust import luminance, rb_chroma
 
 
 def _kernel(sigma: float) -> tuple[float, ...]:
@@ -116,12 +116,14 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     """
     a, c = per_image(luma, x), per_image(chroma, x)
     y = luminance(x)
-    ch = x[:, 0::2] - y  # red and blue chroma
+    ch = rb_chroma(x)
     y = y + a * (gaussian_blur(y, sigma_luma) - y)
     ch = ch + c * (smooth_half_res(ch, sigma_chroma) - ch)
     wr, wg, wb = LUMA_WEIGHTS
-    ch_g = ch[:, :1] * (-wr / wg) + ch[:, 1:] * (-wb / wg)
-    return y + torch.cat([ch[:, :1], ch_g, ch[:, 1:]], dim=1)
+    expand = torch.tensor([[1.0, 0.0], [-wr / wg, -wb / wg], [0.0, 1.0]], device=x.device, dtype=x.dtype)
+    b, _, h, w = ch.shape
+    full = torch.matmul(expand, ch.reshape(b, 2, h * w)).reshape(b, 3, h, w)  # (R, G, B) chroma
+    return y + full
 
 
 def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:

@@ -230,3 +230,12 @@ def test_half_resolution_chroma_lowpass():
     var = (resp.sum(1) * (r - cy) ** 2).sum()
     assert 2.0 < var.sqrt().item() < 2.6  # about 1.1 x sigma
     assert gradcheck(lambda t: smooth_half_res(t, 2.0), (_rand(1, 1, 8, 8).requires_grad_(),))
+
+
+def test_luminance_and_chroma_adjoints():
+    from isp.stages.adjust import rb_chroma
+
+    x = _rand(2, 3, 4, 5, lo=0.1, hi=0.9).requires_grad_()
+    assert gradcheck(S.luminance, (x,))
+    assert gradcheck(rb_chroma, (x,))
+    torch.testing.assert_close(rb_chroma(x.detach()), x.detach()[:, 0::2] - S.luminance(x.detach()))
