@@ -107,7 +107,7 @@ class StarterConfig:
     photo_max_side: int = 512
     photos: tuple[str, ...] = BUILD_PHOTOS
     holdout: tuple[str, ...] = HOLDOUT_PHOTOS
-    rank_steps: int = 0
+    rank_steps: int = 60
     rank_batch_size: int = 16
     rank_lr: float = 3e-4
     trainable_backbone_fraction: float = 0.3
@@ -116,7 +116,7 @@ class StarterConfig:
     joint_versions: int = 4
     joint_lr: float = 3e-4
     mos_weight: float = 1.0
-    group_isp_strength: float = 0.5
+    group_isp_strength: float = 1.0
     mos_samples: int = 0
     mos_group: int = 8
     mos_steps: int = 1500
