@@ -95,7 +95,9 @@ class AgentParamsPredictor:
     ``env.crop``), builds the same observation as the environment (thumbnail of the current
     rendering, the reward model's attributes, current params, elapsed fraction), normalises it
     with the run's statistics and runs the deterministic policy (one step in ``absolute`` mode,
-    ``horizon`` steps in ``incremental`` mode).
+    ``horizon`` steps in ``incremental`` mode). With ``inference.fallback_to_neutral`` in the
+    config, the chosen params are scored once more and replaced by the neutral ones for images
+    where the environment's potential (the agent's own reward) says they are worse.
 
     Args:
         policy: an SB3 policy. config: the run's resolved config. normalizer: observation
@@ -117,6 +119,14 @@ class AgentParamsPredictor:
         self.thumb_size = int(env["thumb_size"])
         self.crop = tuple(env["crop"])
         self.preview_side = int(env["preview_side"])
+        self.potential_kwargs = dict(
+            reward_scale=float(env.get("reward_scale", 10.0)),
+            clip_penalty=float(env.get("clip_penalty", 0.0)),
+            param_penalty=float(env.get("param_penalty", 0.0)),
+        )
+        # Safeguard: score the agent's choice once more and keep the neutral params where the
+        # reward's potential says the choice is worse (one extra reward evaluation per image).
+        self.fallback_to_neutral = bool(config.get("inference", {}).get("fallback_to_neutral", False))
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "AgentParamsPredictor":
@@ -157,13 +167,14 @@ class AgentParamsPredictor:
         B, P = len(idx), core.num_params
         unit = np.zeros((B, P), np.float32)
         active = np.ones(B, bool)
-        res = core.evaluate(idx, unit)
+        neutral = res = core.evaluate(idx, unit)
         evals = 1
         for t in range(self.horizon):
             action, _ = self.policy.predict(self._obs(res, unit, t), deterministic=True)
             action = np.clip(np.asarray(action, np.float32).reshape(B, -1), -1.0, 1.0)
             if self.mode == "absolute":
-                return action[:, :P], evals
+                unit = action[:, :P].copy()
+                break
             if self.allow_stop:
                 active &= action[:, -1] <= 0.0
             step = self.step_size * action[:, :P] * active[:, None]
@@ -171,7 +182,17 @@ class AgentParamsPredictor:
             if t + 1 < self.horizon and active.any():
                 res = core.evaluate(idx, unit)
                 evals += 1
+        if self.fallback_to_neutral:
+            chosen = core.evaluate(idx, unit)
+            evals += 1
+            keep = self._potential(chosen, unit, neutral) >= self._potential(neutral, np.zeros_like(unit), neutral)
+            unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         return unit, evals
+
+    def _potential(self, res, unit: np.ndarray, neutral) -> np.ndarray:
+        from envs.core import potential
+
+        return potential(res.normalized, res.clipped, neutral.clipped, unit, **self.potential_kwargs)
 
     @torch.no_grad()
     def predict(self, raws: Sequence) -> torch.Tensor:

@@ -3,6 +3,7 @@
     python rl/train_agent.py --reward attiqa            # embedded default: sample set + starter ATTIQA
     python rl/train_agent.py --reward attiqa --data /data/fivek --attiqa-checkpoint koniq.pt
     python rl/train_agent.py --run-dir runs/X --resume  # continue a stopped run
+    python rl/train_agent.py --run-dir runs/X --resume --hyperparams inference.fallback_to_neutral=true  # re-evaluate
 
 The run folder gets config.yaml (resolved), command.txt, agent.zip, vecnormalize.npz,
 TensorBoard logs (tb/), periodic checkpoints (checkpoints/), eval.json, training_curve.png
@@ -21,6 +22,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, EVAL_FILE  # noqa: E402
+
+# What --resume may change in a run's config (none of it alters the environment or the agent).
+RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,7 +97,7 @@ def run(argv=None) -> int:
     from envs.core import TuningCore, load_image_set
     from envs.rewards import create_reward
     from envs.vec_env import IspTuningVecEnv
-    from rl.common import atomic_write_text, build_env_kwargs, dump_json, load_yaml, resolve_device
+    from rl.common import atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, resolve_device
     from rl.evaluate import evaluate_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
     from rl.training import (
@@ -120,6 +124,12 @@ def run(argv=None) -> int:
         config = load_yaml(run_dir / CONFIG_FILE)
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
+        overrides = parse_overrides(args.hyperparams)
+        frozen = sorted(set(overrides) - RESUME_OVERRIDABLE)
+        if frozen:
+            print(f"error: --resume can only change {', '.join(sorted(RESUME_OVERRIDABLE))}, not {', '.join(frozen)}", file=sys.stderr)
+            return 2
+        config = merge_config(config, overrides)
     else:
         config = resolve_config(args)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -146,8 +156,7 @@ def run(argv=None) -> int:
     venv = wrap_env(venv, bool(config.get("normalize", True)))
     config["obs_dim"] = int(venv.observation_space.shape[0])
     config["act_dim"] = int(venv.action_space.shape[0])
-    if not args.resume:
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
     # 3. Agent (restored when resuming) and training.
     model = build_model(config["algo"], venv, config, int(config["seed"]), device, str(run_dir / "tb"))

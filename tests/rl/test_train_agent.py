@@ -64,6 +64,26 @@ def test_smoke_run_writes_run_folder(smoke_run):
     assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 512
 
 
+def test_fallback_never_worse_than_default(smoke_run):
+    """With inference.fallback_to_neutral, each held-out image's regularised score is >= the default's."""
+    import isp
+
+    run_dir, _ = smoke_run
+    config = load_yaml(run_dir / "config.yaml")
+    assert config["inference"]["fallback_to_neutral"] is True
+    env = config["env"]
+    ev = json.loads((run_dir / "eval.json").read_text())
+    lo, hi = 0.0, 1.0  # the starter's score range: normalised score == score
+    for d, a in zip(ev["default"]["per_image"], ev["agent"]["per_image"]):
+        u = isp.params_to_unit(torch.tensor([[a["params"][n] for n in isp.PARAM_NAMES]]))[0].numpy()
+        phi_agent = (
+            env["reward_scale"] * (a["score"] - lo) / (hi - lo)
+            - env["clip_penalty"] * max(a["clipped_fraction"] - d["clipped_fraction"], 0.0)
+            - env["param_penalty"] * float(np.mean(u**2))
+        )
+        assert phi_agent >= env["reward_scale"] * (d["score"] - lo) / (hi - lo) - 1e-4
+
+
 def test_resume_continues_timestep_count(smoke_run, tmp_path):
     import shutil
 
@@ -75,6 +95,9 @@ def test_resume_continues_timestep_count(smoke_run, tmp_path):
     assert "resuming at timestep 512" in proc.stdout
     assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 768
     assert len((run_dir / "command.txt").read_text().splitlines()) == 2
+    # Settings that shape the environment or the agent cannot change on resume.
+    proc = run_script("--run-dir", run_dir, "--resume", "--no-eval", "--hyperparams", "env.mode=incremental")
+    assert proc.returncode == 2 and "env" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_existing_run_dir_is_refused(smoke_run, sample_root, tiny_attiqa_checkpoint):
@@ -134,7 +157,7 @@ def test_ppo_short_run(sample_root, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ev = json.loads((tmp_path / "ppo" / "eval.json").read_text())
-    assert ev["agent"]["reward_evals"] == 1
+    assert ev["agent"]["reward_evals"] == 2  # the observation's render + the fallback check
 
 
 # -- configuration -------------------------------------------------------------------------------------
