@@ -65,10 +65,23 @@ def srgb_encode(x: torch.Tensor) -> torch.Tensor:
     Returns:
         Encoded values, same shape.
     """
-    x = x.clamp_min(0.0)
+    return _srgb_encode_nonneg(x.clamp_min(0.0))
+
+
+def _srgb_encode_nonneg(x: torch.Tensor) -> torch.Tensor:
+    """:func:`srgb_encode` for ``x >= 0`` (the pipeline's clipped values): no clamp at 0."""
     # 1.055 x^(1/2.4) = exp(log(x) / 2.4 + log(1.055)); in place on fresh tensors only
-    hi = torch.exp(torch.log(x.clamp_min(0.0031308)).mul_(1.0 / 2.4).add_(_LOG_1055)) - 0.055
-    return torch.minimum(x * 12.92, hi)
+    t = torch.log(x.clamp_min(0.0031308))
+    if torch.is_grad_enabled() and x.requires_grad:
+        hi = torch.exp(torch.add(_log_1055(t), t, alpha=1.0 / 2.4)) - 0.055
+        return torch.minimum(x * 12.92, hi)
+    torch.add(_log_1055(t), t, alpha=1.0 / 2.4, out=t)
+    hi = t.exp_().sub_(0.055)
+    return torch.minimum(hi, x * 12.92, out=hi)
+
+
+def _log_1055(like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(_LOG_1055, dtype=like.dtype, device=like.device)
 
 
 def srgb_decode(y: torch.Tensor) -> torch.Tensor:

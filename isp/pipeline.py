@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .color import ColorMatrix, SRGBEncode, camera_to_srgb_matrix
+from .color import ColorMatrix, SRGBEncode, _srgb_encode_nonneg, camera_to_srgb_matrix
 from .params import NUM_PARAMS, PARAM_INDEX, neutral_params, unit_to_params, validate_params
 from .raw import RawImage
 from .stages import (
@@ -206,13 +206,17 @@ class ISP(nn.Module):
             return self._render(batch.linear, batch, gains, P, active)
         # Row tiles with a halo: every stage is local (radius <= TILE_HALO in total), so each
         # tile's centre equals the untiled result; tiles keep the working set in cache.
-        out = []
+        grad = torch.is_grad_enabled() and (p.requires_grad or batch.linear.requires_grad)
+        out = [] if grad else torch.empty(b, 3, h, batch.linear.shape[-1], device=dev, dtype=batch.linear.dtype)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a0, a1 = max(0, r0 - TILE_HALO), min(h, r1 + TILE_HALO)
             y = self._render(batch.linear[:, :, a0:a1], batch, gains, P, active)
-            out.append(y[:, :, r0 - a0 : r1 - a0])
-        return torch.cat(out, dim=2)
+            if grad:
+                out.append(y[:, :, r0 - a0 : r1 - a0])
+            else:  # copied while the tile is still in cache (no full-size concatenation)
+                out[:, :, r0:r1].copy_(y[:, :, r0 - a0 : r1 - a0])
+        return torch.cat(out, dim=2) if grad else out
 
     def _tile_rows(self, batch: RawBatch) -> int:
         """Even number of rows per tile (the whole height when tiling is off or not worth it)."""
@@ -227,25 +231,32 @@ class ISP(nn.Module):
 
     def _render(self, mosaic: torch.Tensor, batch: RawBatch, gains: torch.Tensor, P: dict, active: dict) -> torch.Tensor:
         """All stages on a (row range of the) normalised mosaic ``(B, 1, h, W)``."""
+        # Without autograd, clips run in place on the fresh tensor each stage returns.
+        clip = clamp01 if torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad) else _clamp01_
         x = white_balance(mosaic, gains, batch.cfa_index)
         x = self.demosaic(x, batch.patterns)
-        x = clamp01(self.color_matrix(x, batch.cam_to_srgb))
+        x = clip(self.color_matrix(x, batch.cam_to_srgb))
         if active["denoise"]:
-            x = clamp01(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
+            x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
         if active["exposure"]:
             x = self.exposure(x, P["exposure"])
         if active["highlights_shadows"]:
             x = self.highlights_shadows(x, P["highlights"], P["shadows"])
         if active["saturation"]:
             x = self.saturation(x, P["saturation"], P["vibrance"])
-        x = self.encode(x)
+        x = _srgb_encode_nonneg(x)  # = self.encode(x): x is already clipped to [0, 1]
         if active["brightness"]:
             x = self.brightness(x, P["brightness"])
         if active["contrast"]:
             x = self.contrast(x, P["contrast"])
         if active["sharpen"]:
             return self.sharpen(x, P["sharpen"])  # clips to [0, 1] itself
-        return clamp01(x)
+        return clip(x)
+
+
+def _clamp01_(x: torch.Tensor) -> torch.Tensor:
+    """In-place clip of a fresh tensor (no autograd)."""
+    return x.clamp_(0.0, 1.0)
 
 
 def apply_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:

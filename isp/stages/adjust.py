@@ -73,9 +73,18 @@ def saturate(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
     y = luminance(x)
     mx = x.amax(dim=1, keepdim=True)
     mn = x.amin(dim=1, keepdim=True)
-    sat = (mx - mn) / (mx + 1e-4)
-    factor = (1.0 + s) * (1.0 + v * (1.0 - sat))
-    return clamp01(torch.addcmul(y, factor, x - y))
+    grad = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in (x, s, v))
+    if grad:
+        sat = (mx - mn) / (mx + 1e-4)
+    else:  # in place on fresh tensors
+        den = mx + 1e-4
+        sat = mx.sub_(mn).div_(den)
+    # (1 + s)(1 + v (1 - sat)) = (1 + s)(1 + v) - (1 + s) v sat: one pass
+    s1 = 1.0 + s
+    factor = torch.addcmul(s1 * (1.0 + v), sat, s1 * v, value=-1.0)
+    # y + f (x - y) = f x + (1 - f) y: one single-channel and one three-channel pass
+    out = torch.addcmul(torch.addcmul(y, factor, y, value=-1.0), factor, x)
+    return clamp01(out) if grad else out.clamp_(0.0, 1.0)
 
 
 class Saturation(nn.Module):

@@ -50,6 +50,33 @@ class _SymmetricFilter(torch.autograd.Function):
         return _filter_axis(F.pad(grad, pad), ctx.k, ctx.dim), None, None
 
 
+class _ReflectPad(torch.autograd.Function):
+    """Reflection padding by ``r`` along ``dim`` (-1 or -2) whose backward is a copy of the
+    centre plus ``2 r`` folded rows/columns (``reflection_pad2d_backward`` zero-fills and
+    scatters the whole gradient, several times slower)."""
+
+    @staticmethod
+    def forward(ctx, x, r, dim):  # noqa: D102
+        ctx.r, ctx.dim = r, dim
+        return F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="reflect")
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        r, dim = ctx.r, ctx.dim
+        n = grad.shape[dim] - 2 * r
+        out = grad.narrow(dim, r, n).clone()
+        for i in range(1, r + 1):  # padded index r - i holds input i; r + n - 1 + i holds n - 1 - i
+            out.narrow(dim, i, 1).add_(grad.narrow(dim, r - i, 1))
+            out.narrow(dim, n - 1 - i, 1).add_(grad.narrow(dim, r + n - 1 + i, 1))
+        return out, None, None
+
+
+def _pad_axis(x: torch.Tensor, r: int, dim: int, mode: str) -> torch.Tensor:
+    if mode == "reflect" and torch.is_grad_enabled() and x.requires_grad:
+        return _ReflectPad.apply(x, r, dim)
+    return F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode=mode)
+
+
 def _blur_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return _SymmetricFilter.apply(x, k, dim)
@@ -74,8 +101,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = _kernel(float(sigma))
     r = len(k) - 1
     mode = "replicate" if min(x.shape[-2:]) <= r else "reflect"
-    y = _blur_axis(F.pad(x, (r, r, 0, 0), mode=mode), k, -1)
-    return _blur_axis(F.pad(y, (0, 0, r, r), mode=mode), k, -2)
+    y = _blur_axis(_pad_axis(x, r, -1, mode), k, -1)
+    return _blur_axis(_pad_axis(y, r, -2, mode), k, -2)
 
 
 def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -117,13 +144,14 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     a, c = per_image(luma, x), per_image(chroma, x)
     y = luminance(x)
     ch = rb_chroma(x)
-    y = y + a * (gaussian_blur(y, sigma_luma) - y)
-    ch = ch + c * (smooth_half_res(ch, sigma_chroma) - ch)
+    # y + a (blur - y) as one lerp pass (a is 0-dim or (B, 1, 1, 1))
+    y = torch.lerp(y, gaussian_blur(y, sigma_luma), a)
+    ch = torch.lerp(ch, smooth_half_res(ch, sigma_chroma), c)
     wr, wg, wb = LUMA_WEIGHTS
     expand = torch.tensor([[1.0, 0.0], [-wr / wg, -wb / wg], [0.0, 1.0]], device=x.device, dtype=x.dtype)
     b, _, h, w = ch.shape
-    full = torch.matmul(expand, ch.reshape(b, 2, h * w)).reshape(b, 3, h, w)  # (R, G, B) chroma
-    return y + full
+    # Y + (R, G, B) chroma in one pass: Y broadcast over the channels, plus the 3x2 expansion
+    return torch.baddbmm(y.reshape(b, 1, h * w), expand.expand(b, 3, 2), ch.reshape(b, 2, h * w)).reshape(b, 3, h, w)
 
 
 def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:
@@ -134,7 +162,7 @@ def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:
         amount: float or ``(B,)`` in ``[0, 2]``.
     """
     y = luminance(x)
-    return clamp01(x + per_image(amount, x) * (y - gaussian_blur(y, sigma)))
+    return clamp01(torch.addcmul(x, per_image(amount, x), y - gaussian_blur(y, sigma)))
 
 
 class Denoise(nn.Module):

@@ -13,6 +13,11 @@ def _bump(x: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(x, x, x, value=-1.0)
 
 
+def _needs_grad(*ts) -> bool:
+    """True when autograd records ops on any of ``ts`` (then no in-place ops on fresh tensors)."""
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in ts)
+
+
 def adjust_exposure(x: torch.Tensor, ev) -> torch.Tensor:
     """Scale linear values by ``2**ev`` and clip to ``[0, 1]``.
 
@@ -20,7 +25,10 @@ def adjust_exposure(x: torch.Tensor, ev) -> torch.Tensor:
         x: ``(B, C, H, W)`` linear RGB.
         ev: float or ``(B,)`` exposure in stops.
     """
-    return clamp01(x * torch.exp2(per_image(ev, x)))
+    k = torch.exp2(per_image(ev, x))
+    if _needs_grad(x, k):
+        return clamp01(x * k)
+    return (x * k).clamp_(0.0, 1.0)
 
 
 def adjust_highlights_shadows(x: torch.Tensor, highlights, shadows) -> torch.Tensor:
@@ -37,13 +45,25 @@ def adjust_highlights_shadows(x: torch.Tensor, highlights, shadows) -> torch.Ten
 
 
 def adjust_brightness(x: torch.Tensor, amount) -> torch.Tensor:
-    """Midtone curve ``x + a x (1 - x)`` (end points fixed). ``amount`` float or ``(B,)`` in ``[-1, 1]``."""
-    return torch.addcmul(x, per_image(amount, x), _bump(x))
+    """Midtone curve ``x + a x (1 - x)`` (end points fixed). ``amount`` float or ``(B,)`` in ``[-1, 1]``.
+
+    Evaluated as ``x ((1 + a) - a x)``: two passes over the image.
+    """
+    a = per_image(amount, x)
+    t = torch.addcmul(1.0 + a, a, x, value=-1.0)
+    return t * x if _needs_grad(x, a) else t.mul_(x)
 
 
 def adjust_contrast(x: torch.Tensor, amount) -> torch.Tensor:
-    """S-curve ``x + c x (1 - x)(2x - 1)`` around 0.5. ``amount`` float or ``(B,)`` in ``[-1, 1]``."""
-    return torch.addcmul(x, per_image(amount, x), _bump(x) * (2.0 * x - 1.0))
+    """S-curve ``x + c x (1 - x)(2x - 1)`` around 0.5. ``amount`` float or ``(B,)`` in ``[-1, 1]``.
+
+    Evaluated in Horner form ``x ((1 - c) + x (3c - 2c x))``: three passes over the image.
+    """
+    c = per_image(amount, x)
+    t = torch.addcmul(3.0 * c, c, x, value=-2.0)
+    if _needs_grad(x, c):
+        return torch.addcmul(1.0 - c, t, x) * x
+    return t.mul_(x).add_(1.0 - c).mul_(x)
 
 
 class Exposure(nn.Module):
