@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .color import ColorMatrix, SRGBEncode, _srgb_encode_nonneg, camera_to_srgb_matrix
+from .color import ColorMatrix, SRGBEncode, camera_to_srgb_matrix
 from .params import NUM_PARAMS, PARAM_INDEX, neutral_params, unit_to_params, validate_params
 from .raw import RawImage
 from .stages import (
@@ -33,7 +33,8 @@ from .stages import (
     Sharpen,
     WhiteBalance,
 )
-from .stages._util import clamp01, is_noop
+from .stages._util import clamp01, is_noop, per_image
+from .stages.fused import encode_tone, exposure_tone, saturate_fused
 from .stages.white_balance import wb_gains, white_balance
 
 __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAULT_TILE_PIXELS"]
@@ -238,17 +239,17 @@ class ISP(nn.Module):
         x = clip(self.color_matrix(x, batch.cam_to_srgb))
         if active["denoise"]:
             x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
-        if active["exposure"]:
-            x = self.exposure(x, P["exposure"])
-        if active["highlights_shadows"]:
-            x = self.highlights_shadows(x, P["highlights"], P["shadows"])
+        # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
+        # self.exposure -> self.highlights_shadows and self.encode -> self.brightness -> self.contrast.
+        if active["exposure"] or active["highlights_shadows"]:
+            hs = active["highlights_shadows"]
+            x = exposure_tone(x, torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
+                              per_image(P["highlights"], x) if hs else None, per_image(P["shadows"], x) if hs else None)
         if active["saturation"]:
-            x = self.saturation(x, P["saturation"], P["vibrance"])
-        x = _srgb_encode_nonneg(x)  # = self.encode(x): x is already clipped to [0, 1]
-        if active["brightness"]:
-            x = self.brightness(x, P["brightness"])
-        if active["contrast"]:
-            x = self.contrast(x, P["contrast"])
+            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x))  # = self.saturation
+        # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
+        x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
+                        per_image(P["contrast"], x) if active["contrast"] else None)
         if active["sharpen"]:
             return self.sharpen(x, P["sharpen"])  # clips to [0, 1] itself
         return clip(x)

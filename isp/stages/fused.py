@@ -1,0 +1,272 @@
+"""Fused per-pixel stage chains with hand-written backward passes (used by :class:`isp.ISP`).
+
+Autograd records every elementwise op of a tone curve, keeps its inputs alive and runs one or
+more full-image passes per op backward, plus a reduction per per-image parameter. The two
+per-pixel chains of the pipeline are therefore evaluated here as single autograd nodes that keep
+only their input: the backward pass recomputes the few intermediates it needs, applies the
+chain rule in a handful of fused passes, and reduces each parameter's gradient with one dot
+product per image. The results equal the plain stage functions up to float rounding (tested).
+
+* :func:`exposure_tone`: exposure (``clip(x 2^ev)``) then highlights/shadows,
+* :func:`encode_tone`: sRGB encoding then brightness and contrast.
+
+Per-image parameters are ``(B, 1, 1, 1)`` (or ``(1, 1, 1, 1)``, 0-dim) tensors; None skips the
+corresponding stage.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..color import _srgb_encode_nonneg
+
+__all__ = ["exposure_tone", "encode_tone", "saturate_fused"]
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-image ``sum(a * b)`` summed to the shape of the parameter ``like`` (no temporary)."""
+    n = a.shape[0]
+    r = torch.bmm(a.reshape(n, 1, -1), b.reshape(n, -1, 1)).reshape(n, 1, 1, 1)
+    return r.sum_to_size(like.shape)
+
+
+def _sum(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return a.sum(dim=tuple(range(1, a.dim())), keepdim=True).sum_to_size(like.shape)
+
+
+def _needs(ctx, i: int) -> bool:
+    return bool(ctx.needs_input_grad[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# exposure + highlights/shadows (linear values)
+
+
+def _exposure_tone_forward(x, k, h, s):
+    if k is not None:
+        x = (x * k).clamp_(0.0, 1.0)
+    if h is not None:
+        # x + x(1-x)(s + (h-s)x)
+        x = torch.addcmul(x, torch.addcmul(x, x, x, value=-1.0), torch.addcmul(s, h - s, x))
+    return x
+
+
+class _ExposureTone(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k, h, s):  # noqa: D102
+        ctx.save_for_backward(x, k, h, s)
+        return _exposure_tone_forward(x, k, h, s)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, k, h, s = ctx.saved_tensors
+        gk = gh = gs = None
+        if k is not None:
+            xk = x * k
+            x1 = xk.clamp(0.0, 1.0)
+            inside = x1 == xk  # torch.clamp's convention: gradient passes on [0, 1], ends included
+            del xk
+        else:
+            x1 = x
+        if h is not None:
+            q = torch.addcmul(x1, x1, x1, value=-1.0)  # x1 (1 - x1)
+            if _needs(ctx, 2) or _needs(ctx, 3):
+                gq = g * q
+                g_all = _sum(gq, s)  # d/ds x(1-x)^2 + d/dh x^2(1-x) summed: x(1-x)
+                gh = _dot(gq, x1, h)  # sum g x^2 (1 - x)
+                gs = g_all - gh.sum_to_size(s.shape)  # sum g x (1 - x)^2
+                del gq
+                if not _needs(ctx, 2):
+                    gh = None
+                if not _needs(ctx, 3):
+                    gs = None
+            del q
+            # d/dx [x + h x^2 (1-x) + s x (1-x)^2] = (1 + s) + x (2h - 4s + 3 (s - h) x)
+            t = torch.addcmul(2.0 * h - 4.0 * s, x1, 3.0 * (s - h))
+            t = torch.addcmul(1.0 + s, t, x1)
+            g = g * t
+            del t
+        if k is not None:
+            g = g * inside
+            if _needs(ctx, 1):
+                gk = _dot(g, x, k)
+            g = g * k if _needs(ctx, 0) else None
+        elif not _needs(ctx, 0):
+            g = None
+        return g, gk, gh, gs
+
+
+def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None) -> torch.Tensor:
+    """``clip(x * gain, 0, 1)`` followed by the highlights/shadows curve, as one autograd node.
+
+    Equals ``adjust_highlights_shadows(adjust_exposure(x, log2(gain)), highlights, shadows)``.
+
+    Args:
+        x: ``(B, C, H, W)`` linear values in ``[0, 1]``.
+        gain: ``(B, 1, 1, 1)`` or 0-dim ``2**ev``, or None (no exposure change).
+        highlights: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``; None skips the curve (then
+            ``shadows`` must be None too).
+        shadows: like ``highlights``.
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    if (highlights is None) != (shadows is None):
+        raise ValueError("highlights and shadows are given together or not at all")
+    if gain is None and highlights is None:
+        return x
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, gain, highlights, shadows)):
+        return _ExposureTone.apply(x, gain, highlights, shadows)
+    return _exposure_tone_forward(x, gain, highlights, shadows)
+
+
+# ---------------------------------------------------------------------------------------------
+# sRGB encoding + brightness + contrast (encoded values)
+
+
+def _encode_tone_forward(x, a, c):
+    e = _srgb_encode_nonneg(x)  # fresh tensor; in place below
+    if a is not None:  # e ((1 + a) - a e)
+        e = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
+    if c is not None:  # e ((1 - c) + e (3c - 2c e))
+        e = torch.addcmul(3.0 * c, c, e, value=-2.0).mul_(e).add_(1.0 - c).mul_(e)
+    return e
+
+
+class _EncodeTone(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, a, c):  # noqa: D102
+        ctx.save_for_backward(x, a, c)
+        return _encode_tone_forward(x, a, c)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, a, c = ctx.saved_tensors
+        ga = gc = None
+        with torch.no_grad():
+            e = _srgb_encode_nonneg(x)
+            # encoding slope: 12.92 on the linear branch, (e + 0.055) / (2.4 x) on the power branch
+            xc = x.clamp_min(0.0031308)
+            slope = torch.where(x * 12.92 <= e, 12.92, (e + 0.055).div_(xc.mul_(2.4)))
+            del xc
+            b = e
+            if a is not None:
+                b = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
+            if c is not None:
+                bump = torch.addcmul(b, b, b, value=-1.0)  # b (1 - b)
+                if _needs(ctx, 2):
+                    # d/dc: b (1 - b)(2b - 1)
+                    gc = _dot(g, bump * (2.0 * b - 1.0), c)
+                # d/db: (1 - c) + 6c b (1 - b)
+                g = g * torch.addcmul(1.0 - c, bump, 6.0 * c)
+                del bump
+            if a is not None:
+                if _needs(ctx, 1):
+                    ga = _dot(g, torch.addcmul(e, e, e, value=-1.0), a)  # d/da: e (1 - e)
+                g = g * torch.addcmul(1.0 + a, a, e, value=-2.0)  # d/de: 1 + a - 2a e
+            fresh = a is not None or c is not None  # g is ours to modify in place
+            gx = (g.mul_(slope) if fresh else g * slope) if _needs(ctx, 0) else None
+        return gx, ga, gc
+
+
+def encode_tone(x: torch.Tensor, brightness=None, contrast=None) -> torch.Tensor:
+    """sRGB encoding, then the brightness and contrast curves, as one autograd node.
+
+    Equals ``adjust_contrast(adjust_brightness(srgb_encode(x), brightness), contrast)`` for
+    ``x >= 0``.
+
+    Args:
+        x: ``(B, C, H, W)`` linear values, ``>= 0`` (the pipeline's clipped values).
+        brightness: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``, or None (curve skipped).
+        contrast: likewise.
+
+    Returns:
+        ``(B, C, H, W)`` encoded values.
+    """
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, brightness, contrast)):
+        return _EncodeTone.apply(x, brightness, contrast)
+    return _encode_tone_forward(x, brightness, contrast)
+
+
+# ---------------------------------------------------------------------------------------------
+# saturation + vibrance (linear sRGB, across channels)
+
+
+def _saturate_forward(x, fa, fb, w, eps):
+    """``clip(f x + (1 - f) Y)`` with ``f = fa - fb sat``; returns the output and intermediates."""
+    y = (x[:, 0:1] * w[0]).add_(x[:, 1:2], alpha=w[1]).add_(x[:, 2:3], alpha=w[2])
+    mx = x.amax(dim=1, keepdim=True)
+    mn = x.amin(dim=1, keepdim=True)
+    sat = (mx - mn).div_(mx + eps)
+    f = torch.addcmul(fa, sat, fb, value=-1.0)
+    out = torch.addcmul(torch.addcmul(y, f, y, value=-1.0), f, x)
+    return out, y, mx, mn, sat, f
+
+
+class _Saturate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fa, fb):  # noqa: D102
+        ctx.save_for_backward(x, fa, fb)
+        return _saturate_forward(x, fa, fb, _LUMA, _EPS)[0].clamp_(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        x, fa, fb = ctx.saved_tensors
+        w = _LUMA
+        pre, y, mx, mn, sat, f = _saturate_forward(x, fa, fb, w, _EPS)
+        gp = g * ((pre >= 0.0) & (pre <= 1.0))  # clip's gradient mask (ends included)
+        del pre
+        gsum = gp.sum(dim=1, keepdim=True)  # sum_c gp_c
+        # dL/df = sum_c gp_c (x_c - Y)
+        df = (gp * x).sum(dim=1, keepdim=True).sub_(y * gsum)
+        gfa = _sum(df, fa) if _needs(ctx, 1) else None
+        gfb = -_dot(df, sat, fb) if _needs(ctx, 2) else None
+        gx = None
+        if _needs(ctx, 0):
+            # direct: f gp_c + w_c (1 - f) sum_c gp_c
+            t = torch.addcmul(gsum, f, gsum, value=-1.0)
+            wt = torch.tensor(w, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+            gx = torch.addcmul(t * wt, f, gp)
+            # through sat = (mx - mn) / (mx + eps), f = fa - fb sat; max/min as torch.amax/amin
+            # (gradient shared evenly between tied channels)
+            dsat = df.mul_(-fb)
+            den = mx + _EPS
+            gmx = dsat * (mn + _EPS) / (den * den)
+            gmn = -dsat / den
+            is_max = x == mx
+            is_min = x == mn
+            gx.addcmul_(is_max, gmx / is_max.sum(dim=1, keepdim=True))
+            gx.addcmul_(is_min, gmn / is_min.sum(dim=1, keepdim=True))
+        return gx, gfa, gfb
+
+
+_EPS = 1e-4
+
+
+def _luma_weights():
+    from ..color import LUMA_WEIGHTS
+
+    return tuple(float(v) for v in LUMA_WEIGHTS)
+
+
+_LUMA = _luma_weights()
+
+
+def saturate_fused(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
+    """:func:`isp.stages.saturate` as one autograd node (same arguments and result up to float
+    rounding): ``clip(f x + (1 - f) Y)`` with ``f = (1 + s)(1 + v (1 - sat))``.
+
+    Args:
+        x: ``(B, 3, H, W)`` linear sRGB in ``[0, 1]``.
+        saturation: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``.
+        vibrance: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``.
+
+    Returns:
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+    """
+    saturation = torch.as_tensor(saturation, dtype=x.dtype, device=x.device)
+    vibrance = torch.as_tensor(vibrance, dtype=x.dtype, device=x.device)
+    s1 = 1.0 + saturation
+    fa, fb = s1 * (1.0 + vibrance), s1 * vibrance  # f = fa - fb sat
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, fa, fb)):
+        return _Saturate.apply(x, fa, fb)
+    return _saturate_forward(x, fa, fb, _LUMA, _EPS)[0].clamp_(0.0, 1.0)
