@@ -110,8 +110,8 @@ class StarterConfig:
     rank_steps: int = 60
     rank_batch_size: int = 16
     rank_lr: float = 3e-4
-    trainable_backbone_fraction: float = 0.3
-    joint_steps: int = 200
+    trainable_backbone_fraction: float = 0.5
+    joint_steps: int = 240
     joint_groups: int = 4
     joint_versions: int = 4
     joint_lr: float = 3e-4
