@@ -105,6 +105,50 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_axis(_pad_axis(y, r, -2, mode), k, -2)
 
 
+class _HalfPool(torch.autograd.Function):
+    """2x2 average pooling; backward spreads a quarter of each gradient over its 2x2 block (one
+    pass; ``avg_pool2d_backward`` is a general, several times slower kernel)."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        return F.avg_pool2d(x, 2)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        b, c, h, w = g.shape
+        return (g * 0.25)[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
+def _upsample2_adjoint_axis(g: torch.Tensor, dim: int) -> torch.Tensor:
+    """Adjoint of 2x linear upsampling (half-pixel centres, edge replicated) along ``dim``.
+
+    Forward: ``out[2i] = 0.75 s[i] + 0.25 s[i-1]``, ``out[2i+1] = 0.75 s[i] + 0.25 s[i+1]`` with
+    ``s[-1] = s[0]`` and ``s[n] = s[n-1]``.
+    """
+    n = g.shape[dim] // 2
+    t = g.unflatten(dim, (n, 2))
+    even, odd = t.select(dim, 0), t.select(dim, 1)  # (..., n) or (..., n, W): n stays at dim
+    out = (even + odd).mul_(0.75)
+    out.narrow(dim, 1, n - 1).add_(odd.narrow(dim, 0, n - 1), alpha=0.25)
+    out.narrow(dim, 0, n - 1).add_(even.narrow(dim, 1, n - 1), alpha=0.25)
+    out.narrow(dim, 0, 1).add_(even.narrow(dim, 0, 1), alpha=0.25)
+    out.narrow(dim, n - 1, 1).add_(odd.narrow(dim, n - 1, 1), alpha=0.25)
+    return out
+
+
+class _Upsample2(torch.autograd.Function):
+    """2x bilinear upsampling (``align_corners=False``) with a separable hand-written adjoint
+    (``upsample_bilinear2d_backward`` is several times slower on CPU)."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: D102
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        return _upsample2_adjoint_axis(_upsample2_adjoint_axis(g, -1), -2)
+
+
 def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Wide, cheap low-pass: 2x2 average, Gaussian of ``sigma / 2`` at half resolution, bilinear
     upsampling. The overall kernel is close to a Gaussian of about ``1.1 sigma`` full-resolution
@@ -121,6 +165,8 @@ def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h % 2 or w % 2 or min(h, w) < 8:
         return gaussian_blur(x, sigma)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Upsample2.apply(gaussian_blur(_HalfPool.apply(x), sigma / 2.0))
     small = gaussian_blur(F.avg_pool2d(x, 2), sigma / 2.0)
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 

@@ -124,38 +124,41 @@ def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None) -> 
 
 
 def _encode_tone_forward(x, a, c):
-    e = _srgb_encode_nonneg(x)  # fresh tensor; in place below
+    """Returns the output, the encoded values and the brightness curve's output."""
+    e = _srgb_encode_nonneg(x)  # fresh tensor
+    b = e
     if a is not None:  # e ((1 + a) - a e)
-        e = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
-    if c is not None:  # e ((1 - c) + e (3c - 2c e))
-        e = torch.addcmul(3.0 * c, c, e, value=-2.0).mul_(e).add_(1.0 - c).mul_(e)
-    return e
+        b = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
+    out = b
+    if c is not None:  # b ((1 - c) + b (3c - 2c b))
+        out = torch.addcmul(3.0 * c, c, b, value=-2.0).mul_(b).add_(1.0 - c).mul_(b)
+    return out, e, b
 
 
 class _EncodeTone(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, a, c):  # noqa: D102
-        ctx.save_for_backward(x, a, c)
-        return _encode_tone_forward(x, a, c)
+        out, e, b = _encode_tone_forward(x, a, c)
+        # the encoded values (and the brightness curve's output) are kept: recomputing the
+        # power costs more than the memory
+        ctx.save_for_backward(x, a, c, e, b if c is not None and a is not None else None)
+        return out
 
     @staticmethod
     def backward(ctx, g):  # noqa: D102
-        x, a, c = ctx.saved_tensors
+        x, a, c, e, b_saved = ctx.saved_tensors
         ga = gc = None
         with torch.no_grad():
-            e = _srgb_encode_nonneg(x)
             # encoding slope: 12.92 on the linear branch, (e + 0.055) / (2.4 x) on the power branch
             xc = x.clamp_min(0.0031308)
             slope = torch.where(x * 12.92 <= e, 12.92, (e + 0.055).div_(xc.mul_(2.4)))
             del xc
-            b = e
-            if a is not None:
-                b = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
+            b = e if a is None else b_saved
             if c is not None:
                 bump = torch.addcmul(b, b, b, value=-1.0)  # b (1 - b)
                 if _needs(ctx, 2):
                     # d/dc: b (1 - b)(2b - 1)
-                    gc = _dot(g, bump * (2.0 * b - 1.0), c)
+                    gc = 2.0 * _dot(g * bump, b, c) - _dot(g, bump, c)
                 # d/db: (1 - c) + 6c b (1 - b)
                 g = g * torch.addcmul(1.0 - c, bump, 6.0 * c)
                 del bump
@@ -184,7 +187,7 @@ def encode_tone(x: torch.Tensor, brightness=None, contrast=None) -> torch.Tensor
     """
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, brightness, contrast)):
         return _EncodeTone.apply(x, brightness, contrast)
-    return _encode_tone_forward(x, brightness, contrast)
+    return _encode_tone_forward(x, brightness, contrast)[0]
 
 
 # ---------------------------------------------------------------------------------------------
