@@ -76,6 +76,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, ...: one message
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if reason.startswith("Weights only load failed"):
+            reason = "it holds objects other than tensors and plain data, refused by weights_only=True"
         raise ValueError(f"{path}: not a readable ATTIQA checkpoint ({reason})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ATTIQA checkpoint (no '{FORMAT}' marker; a plain state dict or another "
