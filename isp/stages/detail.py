@@ -189,7 +189,9 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     """
     a, c = per_image(luma, x), per_image(chroma, x)
     y = luminance(x)
-    ch = rb_chroma(x)
+    # red and blue chroma; without autograd from Y directly (rb_chroma recomputes Y for its
+    # slice-free adjoint)
+    ch = rb_chroma(x) if torch.is_grad_enabled() and x.requires_grad else x[:, 0::2] - y
     # y + a (blur - y) as one lerp pass (a is 0-dim or (B, 1, 1, 1))
     y = torch.lerp(y, gaussian_blur(y, sigma_luma), a)
     ch = torch.lerp(ch, smooth_half_res(ch, sigma_chroma), c)
