@@ -25,8 +25,8 @@ def _filter_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tenso
     r = len(k) - 1
     n = x.shape[dim] - 2 * r
     out = x.narrow(dim, r, n) * k[0]
-    for i in range(1, r + 1):  # in place on a fresh tensor: no extra allocation
-        out.add_(x.narrow(dim, r - i, n) + x.narrow(dim, r + i, n), alpha=k[i])
+    for i in range(1, r + 1):  # in place on a fresh tensor: no temporary (faster than adding the pair first)
+        out.add_(x.narrow(dim, r - i, n), alpha=k[i]).add_(x.narrow(dim, r + i, n), alpha=k[i])
     return out
 
 
