@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from attiqa import ATTRIBUTES
+from attiqa._cli import HelpFormatter
 
 __all__ = ["ADJECTIVES_FILE", "load_adjectives", "make_prompts", "rank_srocc", "default_fixed_images",
            "load_fixed_images", "distortion_proxy", "human_proxy", "PromptRanking", "select_prompts",
@@ -417,20 +418,11 @@ def write_outputs(ranking: PromptRanking, out_dir, top: int = 10, provenance: di
 # CLI
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False) that the help text already explains."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from attiqa.clip_teacher import DEFAULT_CLIP
 
     p = argparse.ArgumentParser(prog="python -m attiqa select-prompts", description=__doc__.split("\n\n")[0],
-                                formatter_class=_HelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP hub id or local folder (save_pretrained)")
     p.add_argument("--out-dir", required=True, help="folder for ranking.csv, ranking.md and prompts.json")
     p.add_argument("--adjectives", default=None,

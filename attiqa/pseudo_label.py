@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from attiqa import ATTRIBUTES
+from attiqa._cli import HelpFormatter
 
 __all__ = ["shard_ranges", "shards_of_rank", "shard_path", "read_shard", "label_shards", "merge_shards",
            "write_labels_file", "read_labels_file", "build_parser", "main"]
@@ -283,18 +284,9 @@ def read_labels_file(path, root=None) -> tuple[list[Path], np.ndarray]:
 # CLI
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except empty ones (None / False) that the help text already explains."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m attiqa pseudo-label", description=__doc__.split("\n\n")[0],
-                                formatter_class=_HelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--images", required=True, help="image folder (any depth) or ImageNet root (with --split)")
     p.add_argument("--split", default=None, help="sub-folder to label, e.g. 'train' of an ImageNet root")
     p.add_argument("--out", required=True, help="labels file to write: .csv (for `attiqa pretrain --labels`) or .npz")
