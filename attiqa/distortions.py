@@ -27,7 +27,7 @@ import io
 import numpy as np
 import torch
 
-__all__ = ["DISTORTIONS", "ATTRIBUTE_DISTORTION", "distort", "srgb_to_linear", "linear_to_srgb"]
+__all__ = ["DISTORTIONS", "ATTRIBUTE_DISTORTION", "distort", "srgb_to_linear", "linear_to_srgb", "luma"]
 
 DISTORTIONS = ("blur", "noise", "jpeg", "underexposure", "overexposure", "desaturation", "contrast_loss")
 
@@ -54,7 +54,8 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
 
 
-def _luma(x: torch.Tensor) -> torch.Tensor:
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 709 luma ``(B, 1, H, W)`` of ``(B, 3, H, W)`` (weights applied to the values as given)."""
     w = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True)
 
@@ -95,7 +96,7 @@ def _exposure(x, ev):
 
 
 def _desaturate(x, level, g):
-    y = _luma(x)
+    y = luma(x)
     return (y + (1 - level) * (x - y)).clamp(0, 1)
 
 

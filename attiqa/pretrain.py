@@ -361,12 +361,6 @@ def _sync_buffers(model: nn.Module, world: int) -> None:
 # CLI
 
 
-def _image_files(root: Path) -> list[Path]:
-    from attiqa.transforms import IMAGE_EXTENSIONS
-
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def _label_on_the_fly(files, teacher_name: str, clip_model: str | None, resize: int, device, progress: bool):
     from tqdm.auto import tqdm
 
@@ -446,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
             if absent:
                 raise FileNotFoundError(f"{len(absent)} images of {args.labels} are missing, e.g. {absent[0]}")
         else:
-            files = _image_files(root)
+            from attiqa.image_folder import list_images
+
+            files = list_images(root)
             if len(files) < 2:
                 raise FileNotFoundError(f"need at least 2 images under {root}, found {len(files)}")
             labels = _label_on_the_fly(files, args.teacher, args.clip_model, args.resize, device,

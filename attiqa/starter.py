@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from attiqa import ATTRIBUTES
+from attiqa.distortions import linear_to_srgb, srgb_to_linear
 
 __all__ = ["StarterConfig", "build_starter", "ensure_starter", "starter_path", "cache_root", "starter_photos",
            "isp_variation", "holdout_report", "format_report", "ranking_stage", "quality_stage", "main",
@@ -178,15 +179,6 @@ def starter_photos(specs, max_side: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def _srgb_to_linear(x):
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp_min(0) ** 2.4)
-
-
-def _linear_to_srgb(x):
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
-
-
 def isp_variation(img: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """A random ISP-like rendering change: exposure, white balance, gamma/tone, saturation.
 
@@ -199,11 +191,11 @@ def isp_variation(img: torch.Tensor, g: torch.Generator, strength: float = 1.0) 
     0.6-1.6, S-curve contrast -0.5..0.5, saturation 0-1.8.
     """
     u = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=g))  # noqa: E731
-    lin = _srgb_to_linear(img)
+    lin = srgb_to_linear(img)
     lin = lin * 2.0 ** (strength * u(-1.5, 1.5))
     wb = torch.tensor([2.0 ** (strength * u(-0.41, 0.41)) for _ in range(3)]).view(3, 1, 1)
     lin = lin * wb
-    out = _linear_to_srgb(lin)
+    out = linear_to_srgb(lin)
     out = out.clamp(0, 1) ** (2.0 ** (strength * u(-0.74, 0.68)))
     k = strength * u(-0.5, 0.5)  # S-curve (k > 0) or flattening (k < 0) around mid-grey
     out = (out + k * out * (1 - out) * (2 * out - 1) * 2).clamp(0, 1)

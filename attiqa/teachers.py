@@ -42,20 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from attiqa import ATTRIBUTES
+from attiqa.distortions import luma, srgb_to_linear
 
 __all__ = ["AnalyticTeacher", "CLIPTeacher", "TEACHERS", "create_teacher", "analytic_measures"]
-
-_LUMA = (0.2126, 0.7152, 0.0722)
-
-
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    w = x.new_tensor(_LUMA).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
-
-
-def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-
 
 def _symmetric_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
     """Half-sample symmetric padding (``d c b a | a b c d``), SciPy's ``reflect`` mode."""
@@ -117,10 +106,10 @@ def analytic_measures(images: torch.Tensor) -> dict[str, torch.Tensor]:
         ``{"blur_effect": b, "rms_contrast": c, "lightness": L*, "colorfulness": M, "noise_sigma": σ}``.
     """
     x = images.clamp(0, 1)
-    y = _luma(x)
+    y = luma(x)
     blur = blur_effect(y)
     rms = y.flatten(1).std(dim=1)
-    lum = _luma(_srgb_to_linear(x)).flatten(1).mean(dim=1)  # mean relative luminance
+    lum = luma(srgb_to_linear(x)).flatten(1).mean(dim=1)  # mean relative luminance
     # CIE 1976 lightness of the mean luminance (smooth at the linear segment boundary)
     eps = (6 / 29) ** 3
     f = torch.where(lum > eps, lum.clamp_min(eps) ** (1 / 3), lum / (3 * (6 / 29) ** 2) + 4 / 29)
