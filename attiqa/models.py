@@ -277,8 +277,10 @@ class ATTIQAModel(nn.Module):
             load_backbone_state(self.backbone, path, backbone)
         # the ImageNet classifier is kept for strict loading and weight checks but never used on the
         # way to the heads; frozen, it holds no optimizer state and DDP does not wait for its grads
-        classifier = self.backbone._fc if backbone == "efficientnet_lite0" else self.backbone.fc
-        classifier.requires_grad_(False)
+        fc_name = "_fc" if backbone == "efficientnet_lite0" else "fc"
+        getattr(self.backbone, fc_name).requires_grad_(False)
+        #: parameters that no head depends on (the optimizer and DDP must leave them out)
+        self.classifier_parameter_names = frozenset(f"backbone.{fc_name}.{p}" for p in ("weight", "bias"))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=True)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=True)
         c = cls.feature_dim

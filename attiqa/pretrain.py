@@ -168,10 +168,6 @@ class StepSampler(torch.utils.data.Sampler):
 # training
 
 
-# ImageNet classifiers of the backbones: loaded with the weights, unused by the heads
-_CLASSIFIER_PARAMS = {"backbone._fc.weight", "backbone._fc.bias", "backbone.fc.weight", "backbone.fc.bias"}
-
-
 def _dist_info() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -247,10 +243,11 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
     amp = (device.type == "cuda") if amp is None else bool(amp)
     rank, world = _dist_info()
     model.to(device)
-    params = [p for n, p in model.named_parameters() if p.requires_grad and n not in _CLASSIFIER_PARAMS]
+    unused = getattr(model, "classifier_parameter_names", frozenset())
     for n, p in model.named_parameters():
-        if n in _CLASSIFIER_PARAMS:
+        if n in unused:  # callers may have unfrozen the whole model (requires_grad_(True))
             p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warmup = max(1, int(round(warmup_fraction * steps)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, warmup))
