@@ -4,7 +4,7 @@ Per-image parameters are floats or ``(B,)`` tensors broadcast against ``(B, C, H
 """
 from ..color import ColorMatrix, SRGBEncode, apply_color_matrix, srgb_decode, srgb_encode
 from .demosaic import Demosaic, bayer_masks, demosaic_bilinear
-from .detail import Denoise, Sharpen, denoise, gaussian_blur, sharpen, smooth_half_res
+from .detail import Denoise, Sharpen, binomial_blur, denoise, gaussian_blur, lowpass, sharpen, smooth_half_res
 from .adjust import Saturation, luminance, rb_chroma, saturate
 from ._util import clamp01
 from .tone import (
@@ -22,7 +22,7 @@ from .white_balance import WhiteBalance, white_balance, wb_gains
 __all__ = [
     "ColorMatrix", "SRGBEncode", "apply_color_matrix", "srgb_decode", "srgb_encode",
     "Demosaic", "bayer_masks", "demosaic_bilinear",
-    "Denoise", "Sharpen", "denoise", "gaussian_blur", "sharpen", "smooth_half_res",
+    "Denoise", "Sharpen", "binomial_blur", "denoise", "gaussian_blur", "lowpass", "sharpen", "smooth_half_res",
     "Saturation", "saturate", "luminance", "rb_chroma", "clamp01",
     "Brightness", "Contrast", "Exposure", "HighlightsShadows",
     "adjust_brightness", "adjust_contrast", "adjust_exposure", "adjust_highlights_shadows",

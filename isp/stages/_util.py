@@ -22,14 +22,23 @@ def is_noop(v) -> bool:
     return not bool(torch.count_nonzero(v))
 
 
+def float_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a == b)`` as 0./1. in ``a``'s dtype, written directly (no bool tensor).
+
+    On CPU, comparing into a float tensor and multiplying by it are each two to three times
+    faster than making and applying a bool mask (which takes a non-vectorised casting path).
+    """
+    return torch.eq(a, b, out=torch.empty_like(a))
+
+
 class _Clamp01(torch.autograd.Function):
-    """``clamp(x, 0, 1)`` that keeps a one-byte mask for backward instead of the input (autograd's
+    """``clamp(x, 0, 1)`` that keeps a 0/1 mask for backward instead of the input (autograd's
     clamp backward recomputes two comparisons, an ``and`` and a ``where`` from the saved input)."""
 
     @staticmethod
     def forward(ctx, x):  # noqa: D102
         out = x.clamp(0.0, 1.0)
-        ctx.save_for_backward(out == x)
+        ctx.save_for_backward(float_mask(out, x))
         return out
 
     @staticmethod

@@ -1,4 +1,9 @@
-"""Denoising (luma/chroma Gaussian blending) and sharpening (unsharp mask), separable filters."""
+"""Denoising (luma/chroma low-pass blending) and sharpening (unsharp mask), separable filters.
+
+The low-pass of both stages is a binomial filter (``[1 4 6 4 1] / 16`` in each direction for
+sigma = 1 px): the discrete kernel whose variance is exactly ``sigma**2``, computed as repeated
+sums of neighbouring pixels, which costs about half the passes of a truncated Gaussian.
+"""
 from __future__ import annotations
 
 import math
@@ -105,6 +110,75 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_axis(_pad_axis(y, r, -2, mode), k, -2)
 
 
+def _pair_sums(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:
+    """``steps`` times ``x[i] + x[i + 1]`` along ``dim``: the unnormalised binomial filter of
+    ``steps + 1`` taps, valid part (the result is ``steps`` shorter)."""
+    for _ in range(steps):
+        n = x.shape[dim] - 1
+        x = x.narrow(dim, 0, n) + x.narrow(dim, 1, n)
+    return x
+
+
+class _PairSums(torch.autograd.Function):
+    """:func:`_pair_sums` with its adjoint as backward: the binomial kernel is symmetric, so the
+    adjoint is the same filter on the gradient zero-padded by ``steps`` on both sides."""
+
+    @staticmethod
+    def forward(ctx, x, steps, dim):  # noqa: D102
+        ctx.steps, ctx.dim = steps, dim
+        return _pair_sums(x, steps, dim)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        s = ctx.steps
+        pad = (s, s, 0, 0) if ctx.dim == -1 else (0, 0, s, s)
+        return _pair_sums(F.pad(grad, pad), s, ctx.dim), None, None
+
+
+def _binomial_steps(sigma: float) -> int | None:
+    """Number of pair-sum passes whose binomial kernel has standard deviation ``sigma``
+    (variance ``steps / 4``), when that is an even number up to 8; else None."""
+    v = 4.0 * float(sigma) ** 2
+    steps = round(v)
+    if abs(v - steps) < 1e-9 and steps in (2, 4, 6, 8):
+        return steps
+    return None
+
+
+def binomial_blur(x: torch.Tensor, steps: int = 4) -> torch.Tensor:
+    """Separable binomial low-pass with reflection padding.
+
+    The 1-D kernel is row ``steps`` of Pascal's triangle divided by ``2**steps`` (``steps = 4``:
+    ``[1 4 6 4 1] / 16``), standard deviation ``sqrt(steps) / 2`` px, radius ``steps / 2``.
+    Images whose side is not larger than the radius are padded by replication instead.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        steps: even number of pair sums, 2 to 8.
+
+    Returns:
+        ``(B, C, H, W)``.
+    """
+    if steps not in (2, 4, 6, 8):
+        raise ValueError(f"steps must be 2, 4, 6 or 8, got {steps}")
+    r = steps // 2
+    mode = "replicate" if min(x.shape[-2:]) <= r else "reflect"
+    grad = torch.is_grad_enabled() and x.requires_grad
+    sums = _PairSums.apply if grad else _pair_sums
+    y = sums(_pad_axis(x, r, -1, mode), steps, -1)
+    y = sums(_pad_axis(y, r, -2, mode), steps, -2)
+    scale = 0.25**steps
+    return y * scale if grad else y.mul_(scale)
+
+
+def lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The stages' low-pass of standard deviation ``sigma`` px: :func:`binomial_blur` where a
+    binomial kernel has exactly that deviation (sigma = 0.71, 1, 1.22, 1.41), otherwise
+    :func:`gaussian_blur`."""
+    steps = _binomial_steps(sigma)
+    return gaussian_blur(x, sigma) if steps is None else binomial_blur(x, steps)
+
+
 class _HalfPool(torch.autograd.Function):
     """2x2 average pooling; backward spreads a quarter of each gradient over its 2x2 block (one
     pass; ``avg_pool2d_backward`` is a general, several times slower kernel)."""
@@ -150,13 +224,14 @@ class _Upsample2(torch.autograd.Function):
 
 
 def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Wide, cheap low-pass: 2x2 average, Gaussian of ``sigma / 2`` at half resolution, bilinear
-    upsampling. The overall kernel is close to a Gaussian of about ``1.1 sigma`` full-resolution
-    pixels at a quarter of the cost; used for chrominance, which the eye sees at low resolution.
+    """Wide, cheap low-pass: 2x2 average, :func:`lowpass` of ``sigma / 2`` at half resolution,
+    bilinear upsampling. The overall kernel is close to a Gaussian of about ``1.1 sigma``
+    full-resolution pixels at a quarter of the cost; used for chrominance, which the eye sees at
+    low resolution.
 
     Args:
         x: ``(B, C, H, W)``; odd sizes or images too small to halve fall back to
-            :func:`gaussian_blur`.
+            :func:`lowpass` at full resolution.
         sigma: full-resolution standard deviation in pixels (> 0).
 
     Returns:
@@ -164,17 +239,17 @@ def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     h, w = x.shape[-2:]
     if h % 2 or w % 2 or min(h, w) < 8:
-        return gaussian_blur(x, sigma)
+        return lowpass(x, sigma)
     if torch.is_grad_enabled() and x.requires_grad:
-        return _Upsample2.apply(gaussian_blur(_HalfPool.apply(x), sigma / 2.0))
-    small = gaussian_blur(F.avg_pool2d(x, 2), sigma / 2.0)
+        return _Upsample2.apply(lowpass(_HalfPool.apply(x), sigma / 2.0))
+    small = lowpass(F.avg_pool2d(x, 2), sigma / 2.0)
     return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0) -> torch.Tensor:
     """Blend luminance and chrominance toward low-passed versions.
 
-    Luminance ``Y`` is blended toward a Gaussian blur (``sigma_luma``); chrominance ``x - Y``
+    Luminance ``Y`` is blended toward :func:`lowpass` (``sigma_luma``); chrominance ``x - Y``
     toward :func:`smooth_half_res` (about ``sigma_chroma`` pixels). The chrominance has only two
     degrees of freedom (the luma weights sum to 1), so only its red and blue components are
     filtered; green follows from ``sum_c w_c (x_c - Y) = 0``.
@@ -193,7 +268,7 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     # slice-free adjoint)
     ch = rb_chroma(x) if torch.is_grad_enabled() and x.requires_grad else x[:, 0::2] - y
     # y + a (blur - y) as one lerp pass (a is 0-dim or (B, 1, 1, 1))
-    y = torch.lerp(y, gaussian_blur(y, sigma_luma), a)
+    y = torch.lerp(y, lowpass(y, sigma_luma), a)
     ch = torch.lerp(ch, smooth_half_res(ch, sigma_chroma), c)
     wr, wg, wb = LUMA_WEIGHTS
     expand = torch.tensor([[1.0, 0.0], [-wr / wg, -wb / wg], [0.0, 1.0]], device=x.device, dtype=x.dtype)
@@ -203,14 +278,18 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
 
 
 def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:
-    """Unsharp mask on luminance: ``x + a (Y - blur(Y))``, clipped to ``[0, 1]``.
+    """Unsharp mask on luminance: ``x + a (Y - lowpass(Y))``, clipped to ``[0, 1]``.
 
     Args:
         x: ``(B, 3, H, W)`` (encoded) RGB in ``[0, 1]``.
         amount: float or ``(B,)`` in ``[0, 2]``.
     """
     y = luminance(x)
-    return clamp01(torch.addcmul(x, per_image(amount, x), y - gaussian_blur(y, sigma)))
+    a = per_image(amount, x)
+    # the one-channel detail broadcast over the channels by an add (faster than addcmul)
+    if torch.is_grad_enabled() and (x.requires_grad or a.requires_grad):
+        return clamp01(x + (y - lowpass(y, sigma)) * a)
+    return (x + (y - lowpass(y, sigma)).mul_(a)).clamp_(0.0, 1.0)
 
 
 class Denoise(nn.Module):

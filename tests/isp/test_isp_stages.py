@@ -177,6 +177,29 @@ def test_gaussian_blur_matches_scipy(sigma):
         np.testing.assert_allclose(out[0, c].numpy(), ref, atol=1e-10)
 
 
+@pytest.mark.parametrize("steps", [2, 4, 6, 8])
+def test_binomial_blur_matches_scipy_and_its_adjoint(steps):
+    from scipy.special import comb
+
+    x = _rand(1, 2, 20, 24, seed=11)
+    out = S.binomial_blur(x, steps)
+    k = comb(steps, np.arange(steps + 1)) / 2.0**steps  # a row of Pascal's triangle
+    assert np.isclose((k * (np.arange(steps + 1) - steps / 2) ** 2).sum(), steps / 4)  # variance
+    for c in range(2):
+        ref = ndi.convolve1d(ndi.convolve1d(x[0, c].numpy(), k, axis=1, mode="mirror"), k, axis=0, mode="mirror")
+        np.testing.assert_allclose(out[0, c].numpy(), ref, atol=1e-12)
+    assert gradcheck(lambda t: S.binomial_blur(t, steps), (_rand(1, 1, 9, 11, seed=12).requires_grad_(),))
+
+
+def test_lowpass_picks_the_binomial_kernel_of_the_same_sigma():
+    x = _rand(1, 1, 16, 16, seed=13)
+    torch.testing.assert_close(S.lowpass(x, 1.0), S.binomial_blur(x, 4))
+    torch.testing.assert_close(S.lowpass(x, 2.0**0.5), S.binomial_blur(x, 8))
+    torch.testing.assert_close(S.lowpass(x, 0.8), S.gaussian_blur(x, 0.8))  # no binomial of that sigma
+    with pytest.raises(ValueError, match="steps"):
+        S.binomial_blur(x, 3)
+
+
 def test_denoise_and_sharpen_known_behaviour_and_gradcheck():
     flat = torch.full((1, 3, 12, 12), 0.3, dtype=D)
     torch.testing.assert_close(S.denoise(flat, 1.0, 1.0), flat)
