@@ -14,13 +14,15 @@ In the same run, on the same file and the same number of threads, it times
 * our pipeline forward, from the decoded :class:`isp.RawImage` (black level, normalisation and
   all 12 controls active at non-neutral values) to the ``(1, 3, H, W)`` sRGB tensor, under
   ``torch.inference_mode``,
-* our pipeline forward + backward (gradient of a scalar of the image w.r.t. the ``(1, P)``
-  parameter vector),
+* our pipeline forward + backward: the gradient w.r.t. the ``(1, P)`` parameter vector of the
+  image's mean (its upstream gradient ``dL/dimage`` is made once, outside the timing: the time
+  is the ISP's, not the loss's),
 * for reference, forward with neutral parameters (stages at their identity are skipped) and
   :func:`isp.read_raw` (decoding into a RawImage).
 
-Each number is the median of ``--repeats`` timed calls after one warm-up. It prints a table and
-the ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
+Each number is the median of ``--repeats`` timed calls after one warm-up. The allocator is
+tuned first (:func:`isp.cpu.tune_allocator`, for both libraries; ``--no-tune-allocator`` skips
+it). It prints a table and the ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
 backward target <= 3.0 x AHD). ``--json`` writes the numbers to a file (atomically).
 """
 from __future__ import annotations
@@ -51,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall: elapsed time (default); cpu: this process's CPU time, steadier on a shared "
                         "machine (equal to wall time with one thread on an idle one; use it with CPU runs only)")
     p.add_argument("--device", default="cpu", help="device of our pipeline: cpu, cuda or auto (default cpu)")
+    p.add_argument("--no-tune-allocator", dest="tune_allocator", action="store_false",
+                   help="leave glibc's allocator at its defaults (by default isp.cpu.tune_allocator() keeps "
+                        "freed memory in the process for both libraries, as the CLIs do)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     return p
 
@@ -96,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import isp
+    from isp.cpu import tune_allocator
 
+    tuned = tune_allocator() if args.tune_allocator else False
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
@@ -142,10 +149,16 @@ def main(argv: list[str] | None = None) -> int:
             with torch.inference_mode():
                 return pipeline(isp.RawBatch.from_raws([raw], device=device), p)
 
+        # The upstream gradient dL/dimage of a downstream loss (here the mean's) is made once:
+        # the timing is of the ISP's forward and backward, not of the loss.
+        with torch.inference_mode():
+            upstream = torch.full_like(forward(params), 1.0 / (3 * raw.shape[0] * raw.shape[1]))
+        upstream = upstream.clone()  # a normal tensor (inference tensors cannot enter autograd)
+
         def forward_backward():
             p = params.clone().requires_grad_(True)
             out = pipeline(isp.RawBatch.from_raws([raw], device=device), p)
-            out.mean().backward()
+            out.backward(upstream)
             return p.grad
 
         res["isp_forward"] = timeit(lambda: forward(params), args.repeats, sync, clock)
@@ -159,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     h, w = raw.shape
     threads = args.threads or torch.get_num_threads()
     print(f"file: {path if args.dng else 'synthetic'} {w}x{h} ({w * h / 1e6:.1f} MP), device {device}, "
-          f"threads {threads}, {args.clock} clock, median of {args.repeats}")
+          f"threads {threads}, {args.clock} clock, median of {args.repeats}, "
+          f"allocator {'tuned (isp.cpu.tune_allocator)' if tuned else 'default'}")
     print(f"{'measurement':<28}{'seconds':>10}")
     for k, v in res.items():
         print(f"{k:<28}{v:>10.3f}")
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         out = {"file": str(path) if args.dng else "synthetic", "width": w, "height": h, "device": device,
-               "threads": threads, "clock": args.clock, "repeats": args.repeats, "seconds": res, "ratios": ratios,
+               "threads": threads, "clock": args.clock, "repeats": args.repeats, "allocator_tuned": tuned, "seconds": res, "ratios": ratios,
                "torch": torch.__version__, "libraw": ".".join(map(str, rawpy.libraw_version))}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmpf = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")

@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import isp
+    from isp.cpu import tune_allocator
 
+    tune_allocator()  # reuse freed image buffers instead of faulting in fresh pages
     try:
         device = resolve_device(args.device)
         params = None if args.run else load_params(args.params)
