@@ -18,28 +18,53 @@ import torch.nn.functional as F
 
 from envs.rewards import RewardModel, create_reward
 
-__all__ = ["ImageSet", "preview_for_crop", "prepare_raw", "StepResult", "TuningCore", "load_image_set", "potential"]
+__all__ = [
+    "CROP_MODES",
+    "ImageSet",
+    "crop_windows",
+    "preview_for_crop",
+    "prepare_raw",
+    "StepResult",
+    "TuningCore",
+    "colour_cast",
+    "load_image_set",
+    "potential",
+]
+
+# How ``load_image_set`` cuts crops out of each preview: the center only, the center and the four
+# corners (the IQA test protocol), or the center plus random windows (training augmentation).
+CROP_MODES = ("center", "five", "random")
 
 
 @dataclass
 class ImageSet:
     """RAW previews of one split, all cropped to the same mosaic shape so they stack.
 
+    One entry per crop: with several crops per photograph an entry's id is ``<image id>/<window>``
+    (``a0010/tl``), the center crop keeps the bare image id.
+
     Attributes:
         raws: list of ``isp.RawImage`` with identical ``mosaic.shape == crop``.
-        ids: image ids (``a0001`` …), same order.
+        ids: entry ids (``a0001``, ``a0001/r3`` …), same order.
         crop: ``(H, W)`` mosaic size.
+        flips: per entry, whether the rendering is mirrored left-right before it is scored
+            (an augmentation; ``None`` = never).
     """
 
     raws: list
     ids: list[str]
     crop: tuple[int, int]
+    flips: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.raws)
 
+    def flip_mask(self, idx: Sequence[int]) -> list[bool]:
+        """Which of the entries ``idx`` are mirrored."""
+        return [bool(self.flips[int(i)]) if self.flips else False for i in idx]
 
-def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int):
+
+def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, *, cropped: bool = True):
     """The environment's preprocessing: a preview of longest side ``preview_side``, center-cropped.
 
     When that preview's short side is too small for the crop (panoramas, portrait mosaics), a
@@ -50,6 +75,7 @@ def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int]
             ``lambda s: isp.fivek.cached_preview(dng, s)``).
         crop: ``(H, W)`` mosaic crop; even numbers.
         preview_side: longest side of the preview.
+        cropped: ``False`` returns the whole preview (large enough for the crop) instead.
 
     Raises:
         ValueError: even the full-size RAW is smaller than the crop.
@@ -67,7 +93,34 @@ def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int]
             )
         raw = bigger
         H, W = raw.mosaic.shape
-    return raw.center_crop(h, w)
+    return raw.center_crop(h, w) if cropped else raw
+
+
+def crop_windows(shape: tuple[int, int], crop: tuple[int, int], mode: str = "center", n: int = 1, rng=None) -> list[tuple[str, int, int]]:
+    """Top-left corners of the crops cut out of a mosaic, with even offsets (the CFA phase is kept).
+
+    Args:
+        shape: ``(H, W)`` of the mosaic. crop: ``(h, w)``, even.
+        mode: ``center`` (one window), ``five`` (center + four corners), ``random`` (center + ``n - 1``
+            uniformly drawn windows).
+        n: number of windows in ``random`` mode (the center included).
+        rng: ``numpy.random.Generator`` for ``random`` mode.
+
+    Returns:
+        ``[(name, top, left), ...]``, the center first with the name ``""``.
+    """
+    H, W = shape
+    h, w = crop
+    if mode not in CROP_MODES:
+        raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
+    even = lambda v: int(v) // 2 * 2  # noqa: E731
+    out = [("", even((H - h) // 2), even((W - w) // 2))]
+    if mode == "five":
+        out += [("tl", 0, 0), ("tr", 0, even(W - w)), ("bl", even(H - h), 0), ("br", even(H - h), even(W - w))]
+    elif mode == "random":
+        for k in range(1, int(n)):
+            out.append((f"r{k}", even(rng.integers(0, H - h + 1)), even(rng.integers(0, W - w + 1))))
+    return out
 
 
 def prepare_raw(raw, crop: tuple[int, int], preview_side: int):
@@ -84,6 +137,10 @@ def load_image_set(
     split_name: str = "auto",
     seed: int = 0,
     limit: int | None = None,
+    crop_mode: str = "center",
+    crops_per_image: int = 1,
+    flip: bool = False,
+    augment_seed: int = 0,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
@@ -91,10 +148,13 @@ def load_image_set(
         root: MIT-Adobe-5K root (or the sample set, same layout).
         split: ``"train"`` or ``"test"``.
         preview_side: longest side of the cached preview.
-        crop: ``(H, W)`` center crop of every preview's mosaic.
+        crop: ``(H, W)`` crop of every preview's mosaic.
         split_name: which split file (``isp.fivek.load_split``'s ``split``).
         seed: split seed.
         limit: keep only the first ``limit`` images (``None`` = all).
+        crop_mode, crops_per_image: which windows become entries (:func:`crop_windows`).
+        flip: mirror every second ``random`` window left-right (augmentation; ``ImageSet.flips``).
+        augment_seed: seed of the random windows.
     """
     from isp import fivek
 
@@ -103,8 +163,16 @@ def load_image_set(
         entries = entries[:limit]
     if not entries:
         raise ValueError(f"the {split!r} split of {root} is empty")
-    raws = [preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), tuple(crop), preview_side) for e in entries]
-    return ImageSet(raws=raws, ids=[e.id for e in entries], crop=tuple(crop))
+    crop = tuple(int(c) for c in crop)
+    rng = np.random.default_rng(augment_seed)
+    raws, ids, flips = [], [], []
+    for e in entries:
+        preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
+        for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
+            raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
+            ids.append(f"{e.id}/{name}" if name else e.id)
+            flips.append(bool(flip) and k % 2 == 1)
+    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None)
 
 
 def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -125,19 +193,40 @@ def clipped_fraction(images: torch.Tensor, eps: float = 1.0 / 255.0) -> torch.Te
     return clipped.float().mean(dim=(1, 2))
 
 
-def potential(normalized, clipped, clipped_neutral, unit, *, reward_scale, clip_penalty, param_penalty):
+def colour_cast(images: torch.Tensor) -> torch.Tensor:
+    """Distance of the mean colour from grey: ``||mean_rgb - mean(mean_rgb)||``, ``(B,)``.
+
+    Grows with a global colour cast (a warm or magenta shift) and with saturation of the
+    dominant colour; the environment penalises its rise over the neutral rendering.
+
+    Args:
+        images: ``(B, 3, H, W)`` in ``[0, 1]``.
+    """
+    m = images.mean(dim=(2, 3))
+    return (m - m.mean(dim=1, keepdim=True)).norm(dim=1)
+
+
+def potential(
+    normalized, clipped, clipped_neutral, unit, *, reward_scale, clip_penalty, param_penalty,
+    cast=None, cast_neutral=None, cast_penalty: float = 0.0,
+):
     """The regularised score whose per-step change is the reward.
 
-    ``reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral) - param_penalty * mean(unit**2)``.
-    Works on numpy arrays or tensors of shape ``(B,)`` (``unit``: ``(B, P)``).
+    ``reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral)
+    - cast_penalty * relu(cast - cast_neutral) - param_penalty * mean(unit**2)``.
+    Works on numpy arrays or tensors of shape ``(B,)`` (``unit``: ``(B, P)``); the cast term is
+    left out when ``cast_penalty`` is 0.
     """
     if isinstance(normalized, torch.Tensor):
-        excess = torch.clamp(clipped - clipped_neutral, min=0.0)
+        relu = lambda x: torch.clamp(x, min=0.0)  # noqa: E731
         reg = (unit**2).mean(dim=-1)
     else:
-        excess = np.maximum(clipped - clipped_neutral, 0.0)
+        relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
         reg = (np.asarray(unit) ** 2).mean(axis=-1)
-    return reward_scale * normalized - clip_penalty * excess - param_penalty * reg
+    out = reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral) - param_penalty * reg
+    if cast_penalty:
+        out = out - cast_penalty * relu(cast - cast_neutral)
+    return out
 
 
 @dataclass
@@ -151,6 +240,7 @@ class StepResult:
         thumb: ``(B, 3, t, t)`` float thumbnail of the render in ``[0, 1]``.
         clipped: ``(B,)`` clipped-pixel fraction of the render.
         images: ``(B, 3, H, W)`` renders (only when requested), else ``None``.
+        cast: ``(B,)`` :func:`colour_cast` of the render.
     """
 
     score: np.ndarray
@@ -159,6 +249,7 @@ class StepResult:
     thumb: np.ndarray
     clipped: np.ndarray
     images: np.ndarray | None = None
+    cast: np.ndarray | None = None
 
     def row(self, i: int) -> "StepResult":
         """The ``i``-th entry as a batch of one."""
@@ -169,6 +260,7 @@ class StepResult:
             self.thumb[i : i + 1],
             self.clipped[i : i + 1],
             None if self.images is None else self.images[i : i + 1],
+            None if self.cast is None else self.cast[i : i + 1],
         )
 
 
@@ -213,10 +305,16 @@ class TuningCore:
     def render(self, idx: Sequence[int], unit: torch.Tensor) -> torch.Tensor:
         """Renders images ``idx`` with unit-box params ``unit (B, P)`` -> ``(B, 3, H, W)`` in ``[0, 1]``.
 
-        Differentiable w.r.t. ``unit`` (used by gradient ascent).
+        Differentiable w.r.t. ``unit`` (used by gradient ascent). Entries marked in
+        ``images.flips`` come out mirrored left-right.
         """
         params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
-        return self.pipeline(self.raw_batch(idx), params, validate=False)
+        imgs = self.pipeline(self.raw_batch(idx), params, validate=False)
+        flips = self.images.flip_mask(idx)
+        if any(flips):
+            mask = torch.tensor(flips, device=imgs.device)[:, None, None, None]
+            imgs = torch.where(mask, imgs.flip(-1), imgs)
+        return imgs
 
     @torch.no_grad()
     def evaluate(self, idx: Sequence[int], unit: np.ndarray | torch.Tensor, keep_images: bool = False) -> StepResult:
@@ -238,6 +336,7 @@ class TuningCore:
             thumb=thumbnail(imgs, self.thumb_size).float().cpu().numpy(),
             clipped=clipped_fraction(imgs).float().cpu().numpy(),
             images=imgs.float().cpu().numpy() if keep_images else None,
+            cast=colour_cast(imgs).float().cpu().numpy(),
         )
 
     def neutral(self, idx: Sequence[int]) -> list[StepResult]:

@@ -63,14 +63,16 @@ class IspTuningEnv(gym.Env):
 
     With `s` the reward model's score normalised to "higher is better, declared range -> [0, 1]",
     the potential is `reward_scale * s - clip_penalty * max(0, clipped - clipped_neutral)
-    - param_penalty * mean(u^2)` (`clipped`: fraction of pixels at pure black or white, `u`:
-    unit-box params). The reward of a step is the change of that potential, so an episode's
+    - cast_penalty * max(0, cast - cast_neutral) - param_penalty * mean(u^2)` (`clipped`:
+    fraction of pixels at pure black or white, `cast`: distance of the mean colour from grey,
+    `envs.core.colour_cast`; `u`: unit-box params). The reward of a step is the change of that
+    potential, so an episode's
     return is the regularised score gain over the neutral parameters.
 
     ## Starting State
 
-    An image index drawn uniformly from the split with `self.np_random` (or
-    `options={"image_index": i}`), and the neutral parameters (`u = 0`).
+    An entry (a crop of a RAW, see `crop_mode`) drawn uniformly from the split with
+    `self.np_random` (or `options={"image_index": i}`), and the neutral parameters (`u = 0`).
 
     ## Episode End
 
@@ -91,7 +93,11 @@ class IspTuningEnv(gym.Env):
       `reward_checkpoint`: its checkpoint (`None` = ATTIQA's starter model).
     - `mode`, `horizon`, `step_size`, `allow_stop`: see above.
     - `crop` `(H, W)`, `preview_side`: preprocessing of every RAW; `thumb_size`: observation thumbnail.
-    - `reward_scale`, `clip_penalty`, `param_penalty`: the reward's potential.
+    - `crop_mode`, `crops_per_image`, `flip`: domain randomisation. `"random"` adds
+      `crops_per_image - 1` randomly placed crops of each RAW to the center one (each a separate
+      episode context with its own neutral rendering), `flip` mirrors every second of them after
+      rendering; `"five"` takes the center and the four corners. Default: the center crop only.
+    - `reward_scale`, `clip_penalty`, `cast_penalty`, `param_penalty`: the reward's potential.
     - `device`: torch device of the ISP and the reward model. `core`: share a `TuningCore`.
     - `render_mode`: `None` or `"rgb_array"` (the current rendering, `(H, W, 3)` uint8).
     """
@@ -110,10 +116,14 @@ class IspTuningEnv(gym.Env):
         allow_stop: bool = False,
         crop: tuple[int, int] = (128, 128),
         preview_side: int = 256,
+        crop_mode: str = "center",
+        crops_per_image: int = 1,
+        flip: bool = False,
         thumb_size: int = 16,
         reward_scale: float = 10.0,
         clip_penalty: float = 0.0,
         param_penalty: float = 0.0,
+        cast_penalty: float = 0.0,
         device: str = "cpu",
         render_mode: str | None = None,
         images: ImageSet | None = None,
@@ -129,7 +139,10 @@ class IspTuningEnv(gym.Env):
                     from isp.sample_data import ensure_sample_set
 
                     data_root = ensure_sample_set()
-                images = load_image_set(data_root, split, preview_side=preview_side, crop=tuple(crop))
+                images = load_image_set(
+                    data_root, split, preview_side=preview_side, crop=tuple(crop),
+                    crop_mode=crop_mode, crops_per_image=crops_per_image, flip=flip,
+                )
             core = TuningCore(images, reward, reward_checkpoint=reward_checkpoint, thumb_size=thumb_size, device=device)
         self.core = core
         self.mode = mode
@@ -141,6 +154,7 @@ class IspTuningEnv(gym.Env):
         self.reward_scale = float(reward_scale)
         self.clip_penalty = float(clip_penalty)
         self.param_penalty = float(param_penalty)
+        self.cast_penalty = float(cast_penalty)
         self.render_mode = render_mode
 
         P = core.num_params
@@ -156,6 +170,7 @@ class IspTuningEnv(gym.Env):
         self._t = 0
         self._last: StepResult | None = None
         self._neutral_clipped = 0.0
+        self._neutral_cast = 0.0
         self._phi = 0.0
 
     # -- pieces shared with the vectorised env ------------------------------------------------
@@ -175,6 +190,7 @@ class IspTuningEnv(gym.Env):
         self._t = 0
         self._last = neutral
         self._neutral_clipped = float(neutral.clipped[0])
+        self._neutral_cast = float(neutral.cast[0])
         self._phi = self._potential(neutral, self._unit)
         return self._obs(), self._info()
 
@@ -188,6 +204,9 @@ class IspTuningEnv(gym.Env):
                 reward_scale=self.reward_scale,
                 clip_penalty=self.clip_penalty,
                 param_penalty=self.param_penalty,
+                cast=float(res.cast[0]),
+                cast_neutral=self._neutral_cast,
+                cast_penalty=self.cast_penalty,
             )
         )
 

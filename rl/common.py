@@ -38,6 +38,7 @@ STATE_FILE = "state.json"
 REPLAY_FILE = "replay_buffer.npz"
 EVAL_FILE = "eval.json"
 CURVE_FILE = "training_curve.csv"
+DEMOS_FILE = "demonstrations.json"
 
 
 # -- atomic files -------------------------------------------------------------------------------

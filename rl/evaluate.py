@@ -33,6 +33,7 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images:
             "id": core.images.ids[i],
             "score": float(res.score[k]),
             "clipped_fraction": float(res.clipped[k]),
+            "colour_cast": float(res.cast[k]),
             "params": {n: float(v) for n, v in zip(names, physical[k])},
         }
         for k, i in enumerate(idx)
@@ -40,6 +41,7 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images:
     entry = {
         "mean_score": float(np.mean(res.score)),
         "mean_clipped_fraction": float(np.mean(res.clipped)),
+        "mean_colour_cast": float(np.mean(res.cast)),
         "reward_evals": int(evals),
         "seconds": float(seconds),
         "seconds_per_image": float(seconds / max(len(idx), 1)),
@@ -49,7 +51,8 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images:
 
 
 def random_search(
-    core, idx, n_evals: int, seed: int = 0, *, reward_scale: float = 10.0, param_penalty: float = 0.0, clip_penalty: float = 0.0
+    core, idx, n_evals: int, seed: int = 0, *, reward_scale: float = 10.0, param_penalty: float = 0.0, clip_penalty: float = 0.0,
+    cast_penalty: float = 0.0,
 ) -> np.ndarray:
     """Best of ``n_evals`` uniform draws in the unit box per image, by the environment's potential.
 
@@ -61,12 +64,15 @@ def random_search(
     B, P = len(idx), core.num_params
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
-    clipped_neutral = np.stack([r.clipped[0] for r in core.neutral(idx)])
+    neutral = core.neutral(idx)
+    clipped_neutral = np.stack([r.clipped[0] for r in neutral])
+    cast_neutral = np.stack([r.cast[0] for r in neutral])
     for _ in range(max(int(n_evals), 1)):
         cand = rng.uniform(-1.0, 1.0, size=(B, P)).astype(np.float32)
         res = core.evaluate(idx, cand)
         o = potential(res.normalized, res.clipped, clipped_neutral, cand,
-                      reward_scale=reward_scale, clip_penalty=clip_penalty, param_penalty=param_penalty)
+                      reward_scale=reward_scale, clip_penalty=clip_penalty, param_penalty=param_penalty,
+                      cast=res.cast, cast_neutral=cast_neutral, cast_penalty=cast_penalty)
         better = o > best_obj
         best[better], best_obj[better] = cand[better], o[better]
     return best
@@ -81,31 +87,41 @@ def gradient_ascent(
     reward_scale: float = 10.0,
     param_penalty: float = 0.0,
     clip_penalty: float = 0.0,
+    cast_penalty: float = 0.0,
     progress: Callable | None = None,
+    trace: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Per-image Adam on the unit-box params through the ISP and the differentiable reward.
 
-    Ascends ``reward_scale * normalized_score - param_penalty * mean(u**2)`` with
+    Ascends ``reward_scale * normalized_score - cast_penalty * relu(cast - cast_neutral)
+    - param_penalty * mean(u**2)`` with
     ``u = tanh(z)`` (stays in the box; ``z = 0`` is neutral). Images are optimised together in
     one batch, but each has its own parameters and the objective is a sum, so the gradients are
     per-image. Returns the best iterate seen per image by the environment's full potential
     (:func:`envs.core.potential`, whose clipped-pixel term has no useful gradient and so only
     enters this selection), i.e. the same objective the agent is rewarded by.
+
+    ``trace(u, potential)``, when given, sees every iterate: ``(B, P)`` unit-box params and their
+    ``(B,)`` potential (used to turn the optimisation path into demonstrations for the agent).
     """
-    from envs.core import clipped_fraction, potential
+    from envs.core import clipped_fraction, colour_cast, potential
 
     B, P = len(idx), core.num_params
     z = torch.zeros(B, P, device=core.device, requires_grad=True)
     opt = torch.optim.Adam([z], lr=lr)
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
-    raw = core.raw_batch(idx)
-    clipped_neutral = np.stack([r.clipped[0] for r in core.neutral(idx)])
+    neutral = core.neutral(idx)
+    clipped_neutral = np.stack([r.clipped[0] for r in neutral])
+    cast_neutral = torch.as_tensor(np.stack([r.cast[0] for r in neutral]), device=core.device)
     for _ in range(steps):
         u = torch.tanh(z)
-        imgs = core.pipeline(raw, core.isp_module.unit_to_params(u), validate=False)
+        imgs = core.render(idx, u)
         out = core.reward(imgs)
+        cast = colour_cast(imgs)
         obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
+        if cast_penalty:
+            obj = obj - cast_penalty * torch.clamp(cast - cast_neutral, min=0.0)
         core.reward_evals += B
         with torch.no_grad():
             o = potential(
@@ -116,9 +132,15 @@ def gradient_ascent(
                 reward_scale=reward_scale,
                 clip_penalty=clip_penalty,
                 param_penalty=param_penalty,
+                cast=cast.detach().float().cpu().numpy(),
+                cast_neutral=cast_neutral.cpu().numpy(),
+                cast_penalty=cast_penalty,
             )
+        u_np = u.detach().cpu().numpy()
+        if trace is not None:
+            trace(u_np, o)
         better = o > best_obj
-        best[better], best_obj[better] = u.detach().cpu().numpy()[better], o[better]
+        best[better], best_obj[better] = u_np[better], o[better]
         opt.zero_grad(set_to_none=True)
         (-obj.sum()).backward()
         opt.step()
@@ -136,6 +158,7 @@ def evaluate_policies(
     reward_scale: float = 10.0,
     param_penalty: float = 0.0,
     clip_penalty: float = 0.0,
+    cast_penalty: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -145,7 +168,7 @@ def evaluate_policies(
         core: a ``TuningCore`` over the test images.
         predictor: an :class:`rl.inference.AgentParamsPredictor`.
         ga_steps, ga_lr: gradient ascent budget and step size.
-        reward_scale, param_penalty, clip_penalty: the environment's potential, which gradient
+        reward_scale, param_penalty, clip_penalty, cast_penalty: the environment's potential, which gradient
             ascent and random search maximise like the agent (see :func:`gradient_ascent`).
         seed: random search seed.
         progress: show a tqdm bar for gradient ascent.
@@ -170,14 +193,15 @@ def evaluate_policies(
     results["agent"], renders["agent"] = _entry(core, idx, agent_unit, agent_evals, time.perf_counter() - t0, True)
 
     t0 = time.perf_counter()
-    rs_unit = random_search(core, idx, agent_evals, seed, reward_scale=reward_scale, param_penalty=param_penalty, clip_penalty=clip_penalty)
+    rs_unit = random_search(core, idx, agent_evals, seed, reward_scale=reward_scale, param_penalty=param_penalty, clip_penalty=clip_penalty,
+                            cast_penalty=cast_penalty)
     results["random_search"], _ = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
 
     bar = tqdm(total=ga_steps, desc="gradient ascent", disable=not progress, leave=False)
     t0 = time.perf_counter()
     ga_unit = gradient_ascent(
         core, idx, steps=ga_steps, lr=ga_lr, reward_scale=reward_scale, param_penalty=param_penalty,
-        clip_penalty=clip_penalty, progress=bar.update
+        clip_penalty=clip_penalty, cast_penalty=cast_penalty, progress=bar.update
     )
     ga_seconds = time.perf_counter() - t0
     bar.close()
@@ -204,9 +228,18 @@ def _to_hwc(img: np.ndarray) -> np.ndarray:
     return np.clip(np.transpose(img, (1, 2, 0)), 0.0, 1.0)
 
 
-def save_before_after_grid(path, renders: dict[str, np.ndarray], results: dict, ids: list[str], max_rows: int = 6) -> None:
-    """PNG grid: one row per test image, columns default / agent / gradient ascent, scores in titles."""
+def save_before_after_grid(
+    path, renders: dict[str, np.ndarray], results: dict, ids: list[str], max_rows: int = 6, orientations: list[int] | None = None
+) -> None:
+    """PNG grid: one row per test image, columns default / agent / gradient ascent, scores in titles.
+
+    Center crops (ids without ``/``) come first. ``orientations`` (LibRaw flips, one per entry)
+    turn every render upright as the camera recorded it (``isp.apply_orientation``); the
+    environment itself renders and scores the crops in the mosaic's stored orientation.
+    """
     import io
+
+    import isp
 
     import matplotlib
 
@@ -216,14 +249,18 @@ def save_before_after_grid(path, renders: dict[str, np.ndarray], results: dict, 
     from rl.common import atomic_write_bytes
 
     cols = [c for c in ("default", "agent", "gradient_ascent") if c in renders]
-    rows = min(len(ids), max_rows)
+    order = sorted(range(len(ids)), key=lambda i: ("/" in ids[i], i))[:max_rows]
+    rows = len(order)
     fig, axes = plt.subplots(rows, len(cols), figsize=(3.2 * len(cols), 3.0 * rows), squeeze=False)
-    for r in range(rows):
+    for r, i in enumerate(order):
         for c, name in enumerate(cols):
             ax = axes[r][c]
-            ax.imshow(_to_hwc(renders[name][r]))
-            s = results[name]["per_image"][r]["score"]
-            ax.set_title(f"{ids[r]} {name}: {s:.3f}", fontsize=8)
+            img = torch.as_tensor(renders[name][i])
+            if orientations is not None:
+                img = isp.apply_orientation(img, int(orientations[i]))
+            ax.imshow(_to_hwc(img.numpy()))
+            s = results[name]["per_image"][i]["score"]
+            ax.set_title(f"{ids[i]} {name}: {s:.3f}", fontsize=8)
             ax.axis("off")
     fig.tight_layout()
     buf = io.BytesIO()

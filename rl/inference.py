@@ -18,7 +18,7 @@ import torch
 from envs.isp_tuning import ATTR_BOUND
 from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml
 
-__all__ = ["AgentParamsPredictor", "ObsNormalizer", "build_policy", "load_policy_weights"]
+__all__ = ["AgentParamsPredictor", "FALLBACKS", "ObsNormalizer", "build_policy", "fallback_mode", "load_policy_weights"]
 
 
 class ObsNormalizer:
@@ -88,6 +88,27 @@ def load_policy_weights(policy, agent_zip: str | Path, device: str = "cpu") -> N
         raise ValueError(f"{agent_zip} does not match the architecture in config.yaml: {e}") from e
 
 
+FALLBACKS = ("none", "render", "critic")
+
+
+def fallback_mode(config: dict) -> str:
+    """The run's safeguard against choices worse than the neutral parameters.
+
+    ``inference.fallback``: ``none``; ``render`` (score the agent's choice once more, keep the
+    neutral params where the environment's potential says it is worse: one extra reward
+    evaluation per image); ``critic`` (the same decision from the agent's critic,
+    ``Q(s, choice) < Q(s, 0)``: two small MLP calls, no render). Runs written before this key
+    existed say ``inference.fallback_to_neutral: true`` (= ``render``).
+    """
+    inf = config.get("inference", {}) or {}
+    mode = inf.get("fallback")
+    if mode is None:
+        mode = "render" if inf.get("fallback_to_neutral", False) else "none"
+    if mode not in FALLBACKS:
+        raise ValueError(f"inference.fallback must be one of {', '.join(FALLBACKS)}, got {mode!r}")
+    return mode
+
+
 class AgentParamsPredictor:
     """A trained agent that picks ISP parameters for RAW images.
 
@@ -95,9 +116,8 @@ class AgentParamsPredictor:
     ``env.crop``), builds the same observation as the environment (thumbnail of the current
     rendering, the reward model's attributes, current params, elapsed fraction), normalises it
     with the run's statistics and runs the deterministic policy (one step in ``absolute`` mode,
-    ``horizon`` steps in ``incremental`` mode). With ``inference.fallback_to_neutral`` in the
-    config, the chosen params are scored once more and replaced by the neutral ones for images
-    where the environment's potential (the agent's own reward) says they are worse.
+    ``horizon`` steps in ``incremental`` mode). ``inference.fallback`` in the config
+    (:func:`fallback_mode`) may replace the choice by the neutral params where it looks worse.
 
     Args:
         policy: an SB3 policy. config: the run's resolved config. normalizer: observation
@@ -123,10 +143,11 @@ class AgentParamsPredictor:
             reward_scale=float(env.get("reward_scale", 10.0)),
             clip_penalty=float(env.get("clip_penalty", 0.0)),
             param_penalty=float(env.get("param_penalty", 0.0)),
+            cast_penalty=float(env.get("cast_penalty", 0.0)),
         )
-        # Safeguard: score the agent's choice once more and keep the neutral params where the
-        # reward's potential says the choice is worse (one extra reward evaluation per image).
-        self.fallback_to_neutral = bool(config.get("inference", {}).get("fallback_to_neutral", False))
+        self.fallback = fallback_mode(config)
+        if self.fallback == "critic" and getattr(policy, "critic", None) is None:
+            raise ValueError(f"inference.fallback=critic needs an agent with a critic (sac, td3), not {config.get('algo')}")
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "AgentParamsPredictor":
@@ -182,17 +203,36 @@ class AgentParamsPredictor:
             if t + 1 < self.horizon and active.any():
                 res = core.evaluate(idx, unit)
                 evals += 1
-        if self.fallback_to_neutral:
+        if self.fallback == "render":
             chosen = core.evaluate(idx, unit)
             evals += 1
             keep = self._potential(chosen, unit, neutral) >= self._potential(neutral, np.zeros_like(unit), neutral)
             unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
+        elif self.fallback == "critic" and self.mode == "absolute":
+            keep = self.critic_value(self._obs(neutral, np.zeros_like(unit), 0), unit) >= self.critic_value(
+                self._obs(neutral, np.zeros_like(unit), 0), np.zeros_like(unit)
+            )
+            unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         return unit, evals
+
+    @torch.no_grad()
+    def critic_value(self, obs: np.ndarray, unit: np.ndarray) -> np.ndarray:
+        """The agent's own estimate of the reward of ``unit`` (min over its critics), ``(B,)``.
+
+        Args:
+            obs: ``(B, D)`` normalised observations. unit: ``(B, P)`` actions in the unit box.
+        """
+        P = unit.shape[1]
+        act = np.zeros((unit.shape[0], self.policy.action_space.shape[0]), np.float32)
+        act[:, :P] = unit
+        obs_t = torch.as_tensor(obs, device=self.policy.device)
+        q = self.policy.critic(obs_t, torch.as_tensor(act, device=self.policy.device))
+        return torch.min(torch.cat(q, dim=1), dim=1).values.cpu().numpy()
 
     def _potential(self, res, unit: np.ndarray, neutral) -> np.ndarray:
         from envs.core import potential
 
-        return potential(res.normalized, res.clipped, neutral.clipped, unit, **self.potential_kwargs)
+        return potential(res.normalized, res.clipped, neutral.clipped, unit, cast=res.cast, cast_neutral=neutral.cast, **self.potential_kwargs)
 
     @torch.no_grad()
     def predict(self, raws: Sequence) -> torch.Tensor:

@@ -21,10 +21,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, EVAL_FILE  # noqa: E402
+from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  # noqa: E402
 
 # What --resume may change in a run's config (none of it alters the environment or the agent).
 RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
+# Keys of the config's `env` section that shape the image set, not the environment object.
+IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "crop_mode", "crops_per_image", "flip")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -103,6 +105,7 @@ def run(argv=None) -> int:
     from rl.training import (
         CurveCallback,
         ProgressCallback,
+        add_demonstrations,
         RunStateCallback,
         build_model,
         normalizer_of,
@@ -148,11 +151,20 @@ def run(argv=None) -> int:
     reward = create_reward(config["reward"], config["attiqa_checkpoint"] if config["reward"] == "attiqa" else None, device)
     print(f"reward: {reward.description}; range {reward.score_range}, lower_better={reward.lower_better}")
     env_kwargs = build_env_kwargs(config)
-    train_images = load_image_set(config["data"], "train", preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
-    test_images = load_image_set(config["data"], "test", preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
-    print(f"data: {len(train_images)} training and {len(test_images)} held-out RAWs from {config['data']}")
+    ev = config.get("eval", {})
+    image_kwargs = dict(preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
+    train_images = load_image_set(
+        config["data"], "train", **image_kwargs, crop_mode=env_kwargs.get("crop_mode", "center"),
+        crops_per_image=int(env_kwargs.get("crops_per_image", 1)), flip=bool(env_kwargs.get("flip", False)),
+        augment_seed=int(config["seed"]),
+    )
+    test_images = load_image_set(config["data"], "test", **image_kwargs, crop_mode=ev.get("crop_mode", "center"))
+    n_train_raws = len({i.split("/")[0] for i in train_images.ids})
+    n_test_raws = len({i.split("/")[0] for i in test_images.ids})
+    print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
+          f"({len(test_images)} crops, {ev.get('crop_mode', 'center')}) from {config['data']}")
     core = TuningCore(train_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
-    venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in ("crop", "preview_side", "thumb_size")})
+    venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in IMAGE_KEYS})
     venv = wrap_env(venv, bool(config.get("normalize", True)))
     config["obs_dim"] = int(venv.observation_space.shape[0])
     config["act_dim"] = int(venv.action_space.shape[0])
@@ -165,6 +177,13 @@ def run(argv=None) -> int:
     if args.resume:
         done_steps, curve = restore_run_state(model, venv, run_dir)
         print(f"resuming at timestep {done_steps}")
+    elif int(config.get("demos", {}).get("steps", 0)) > 0:
+        demos = config["demos"]
+        demo_stats = add_demonstrations(model, core, env_kwargs, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
+                                        seed=int(config["seed"]), center_only=bool(demos.get("center_only", True)))
+        dump_json(run_dir / DEMOS_FILE, demo_stats)
+        print(f"demonstrations: {demo_stats['transitions']} gradient-ascent transitions in the replay buffer "
+              f"({demo_stats['reward_evals']} reward evaluations, {demo_stats['seconds']:.0f} s)")
     total = int(config["total_timesteps"])
     callbacks = [
         CurveCallback(curve, every=int(config.get("curve_every", 512))),
@@ -188,7 +207,6 @@ def run(argv=None) -> int:
     # 4. Held-out evaluation: default params, agent, random search, gradient ascent.
     if args.no_eval:
         return 0
-    ev = config.get("eval", {})
     test_core = TuningCore(test_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
     model.policy.set_training_mode(False)
     predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
@@ -200,6 +218,7 @@ def run(argv=None) -> int:
         reward_scale=float(env_kwargs["reward_scale"]),
         param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
         clip_penalty=float(env_kwargs.get("clip_penalty", 0.0)),
+        cast_penalty=float(env_kwargs.get("cast_penalty", 0.0)),
         seed=int(config["seed"]),
     )
     results["meta"] = {
@@ -211,8 +230,13 @@ def run(argv=None) -> int:
         "timesteps": int(model.num_timesteps),
         "train_seconds_this_call": train_seconds,
     }
+    if (run_dir / DEMOS_FILE).is_file():
+        import json
+
+        results["meta"]["demonstrations"] = json.loads((run_dir / DEMOS_FILE).read_text())
     dump_json(run_dir / EVAL_FILE, results)
-    save_before_after_grid(run_dir / "before_after.png", renders, results, test_images.ids)
+    save_before_after_grid(run_dir / "before_after.png", renders, results, test_images.ids,
+                           orientations=[r.orientation for r in test_images.raws])
     d, a = results["default"]["mean_score"], results["agent"]["mean_score"]
     am = results["amortisation"]
     print(f"held-out mean score: default {d:.4f}, agent {a:.4f} ({'+' if a >= d else ''}{a - d:.4f}), "

@@ -29,7 +29,16 @@ from rl.common import (
 )
 from rl.inference import ObsNormalizer, _algo_class
 
-__all__ = ["CurveCallback", "ProgressCallback", "RunStateCallback", "build_model", "restore_run_state", "save_run_state", "wrap_env"]
+__all__ = [
+    "CurveCallback",
+    "ProgressCallback",
+    "RunStateCallback",
+    "add_demonstrations",
+    "build_model",
+    "restore_run_state",
+    "save_run_state",
+    "wrap_env",
+]
 
 
 def wrap_env(venv, normalize: bool, clip_obs: float = 10.0):
@@ -44,6 +53,80 @@ def build_model(algo: str, env, config: dict, seed: int, device: str, tensorboar
     """An SB3 agent with the config's ``algo_kwargs`` and an ``MlpPolicy``."""
     kwargs = dict(config["algo_kwargs"])
     return _algo_class(algo)("MlpPolicy", env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=0, **kwargs)
+
+
+def add_demonstrations(
+    model, core, env_kwargs: dict, *, steps: int = 60, lr: float = 0.05, seed: int = 0, center_only: bool = True
+) -> dict:
+    """Puts gradient-ascent paths on the training images into an off-policy agent's replay buffer.
+
+    An amortised-optimisation warm start: for every training entry, per-image gradient ascent
+    (:func:`rl.evaluate.gradient_ascent`, the same optimiser the evaluation compares with) runs
+    ``steps`` Adam steps from the neutral parameters; each iterate is a real, scored action, so it
+    becomes one transition ``(neutral observation, iterate, potential gain, done)`` of the
+    absolute-mode bandit. The critic then knows the reward landscape around each image's
+    optimum before the agent has acted. Only for ``absolute`` mode and agents with a replay buffer.
+
+    Args:
+        model: an SB3 off-policy agent (``model.replay_buffer``), freshly built.
+        core: the training ``TuningCore`` the agent's environments use.
+        env_kwargs: the environment's keyword arguments (reward scale and penalties).
+        steps, lr: gradient-ascent budget and step size per entry.
+        seed: which entries pad the last incomplete buffer row.
+        center_only: only the center crop of each RAW (ids without ``/``), not the random windows.
+
+    Returns:
+        ``{"transitions", "reward_evals", "seconds", "mean_best_gain"}``.
+    """
+    import time
+
+    from envs.isp_tuning import IspTuningEnv
+    from rl.evaluate import gradient_ascent
+
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is None or env_kwargs.get("mode", "absolute") != "absolute" or steps <= 0:
+        return {"transitions": 0, "reward_evals": 0, "seconds": 0.0, "mean_best_gain": 0.0}
+    t0 = time.perf_counter()
+    env = IspTuningEnv(core=core, **{k: v for k, v in env_kwargs.items() if k in _ENV_ARGS})
+    idx = [i for i, name in enumerate(core.images.ids) if not (center_only and "/" in name)]
+    neutrals = core.neutral(idx)
+    obs0, phi0 = [], []
+    for i, res in zip(idx, neutrals):
+        obs0.append(env._start(i, res)[0])
+        phi0.append(env._phi)
+    obs0, phi0 = np.stack(obs0), np.asarray(phi0)
+    path_u, path_r = [], []
+    evals_before = core.reward_evals
+    gradient_ascent(
+        core, idx, steps=int(steps), lr=float(lr),
+        reward_scale=float(env_kwargs.get("reward_scale", 10.0)),
+        param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
+        clip_penalty=float(env_kwargs.get("clip_penalty", 0.0)),
+        cast_penalty=float(env_kwargs.get("cast_penalty", 0.0)),
+        trace=lambda u, o: (path_u.append(u.copy()), path_r.append(o - phi0)),
+    )
+    actions = np.concatenate(path_u).astype(np.float32)  # (steps * B, P), step-major
+    rewards = np.concatenate(path_r).astype(np.float32)
+    obs = np.tile(obs0, (len(path_u), 1))
+    n_envs = buffer.n_envs
+    pad = (-len(actions)) % n_envs
+    if pad:
+        extra = np.random.default_rng(seed).choice(len(actions), pad, replace=False if pad <= len(actions) else True)
+        actions, rewards, obs = (np.concatenate([a, a[extra]]) for a in (actions, rewards, obs))
+    for k in range(0, len(actions), n_envs):
+        sl = slice(k, k + n_envs)
+        buffer.add(obs[sl], obs[sl], actions[sl], rewards[sl], np.ones(n_envs, np.float32), [{} for _ in range(n_envs)])
+    best_gain = np.max(np.stack(path_r), axis=0) / float(env_kwargs.get("reward_scale", 10.0))
+    return {
+        "transitions": int(len(actions)),
+        "reward_evals": int(core.reward_evals - evals_before),
+        "seconds": float(time.perf_counter() - t0),
+        "mean_best_gain": float(best_gain.mean()),
+    }
+
+
+# Arguments of IspTuningEnv that add_demonstrations passes on (the reward's potential and mode).
+_ENV_ARGS = ("mode", "horizon", "step_size", "allow_stop", "reward_scale", "clip_penalty", "param_penalty", "cast_penalty")
 
 
 def normalizer_of(venv) -> ObsNormalizer | None:

@@ -177,6 +177,28 @@ def test_clip_penalty_lowers_reward_of_blown_images(core):
     assert r1 == pytest.approx(r0 - 5.0 * excess - 1.0, abs=1e-4)
 
 
+def test_cast_penalty_matches_an_independent_colour_cast(core):
+    """The cast term is cast_penalty * rise of the mean colour's distance from grey over neutral."""
+    u = np.zeros(core.num_params, np.float32)
+    u[1] = 0.8  # wb_temperature: warmer
+    plain, penalised = make_env(core), make_env(core, cast_penalty=4.0)
+    plain.reset(seed=5)
+    penalised.reset(seed=5)
+    _, r0, _, _, info = plain.step(u)
+    _, r1, _, _, _ = penalised.step(u)
+    i = core.images.ids.index(info["image_id"])
+
+    def cast(unit):  # numpy reference on the render
+        with torch.no_grad():
+            img = core.render([i], torch.as_tensor(unit[None])).numpy()[0]
+        m = img.reshape(3, -1).mean(axis=1)
+        return float(np.sqrt(((m - m.mean()) ** 2).sum()))
+
+    rise = cast(u) - cast(np.zeros_like(u))
+    assert rise > 0.0  # a warm push moves the mean colour away from grey on this image
+    assert r1 == pytest.approx(r0 - 4.0 * rise, abs=1e-4)
+
+
 def test_clipped_fraction_reference():
     img = torch.full((1, 3, 4, 4), 0.5)
     img[0, :, 0, :] = 1.0  # one row blown
@@ -271,3 +293,38 @@ def test_vec_env_one_batch_per_step(core):
     finally:
         core.evaluate = original
     assert calls[0] == 4  # all four environments rendered and scored in one call
+
+
+# -- domain randomisation: crop windows and mirrored entries -------------------------------------
+def test_crop_windows_are_even_and_inside():
+    from envs.core import crop_windows
+
+    five = crop_windows((100, 150), (64, 64), "five")
+    assert [n for n, _, _ in five] == ["", "tl", "tr", "bl", "br"]
+    assert five[0][1:] == (18, 42)  # center, rounded down to even offsets
+    rnd = crop_windows((101, 151), (64, 64), "random", n=20, rng=np.random.default_rng(0))
+    assert len(rnd) == 20 and len({(t, l) for _, t, l in rnd}) > 5
+    for _, top, left in five + rnd:
+        assert top % 2 == 0 and left % 2 == 0  # the CFA phase is kept
+        assert 0 <= top <= 101 - 64 and 0 <= left <= 151 - 64
+    with pytest.raises(ValueError):
+        crop_windows((100, 100), (64, 64), "corners")
+
+
+def test_random_crops_and_flips(sample_root, images, analytic):
+    aug = load_image_set(sample_root, "train", preview_side=128, crop=CROP, crop_mode="random", crops_per_image=3, flip=True)
+    assert len(aug) == 3 * len(images)
+    assert aug.ids[:3] == [images.ids[0], f"{images.ids[0]}/r1", f"{images.ids[0]}/r2"]
+    assert aug.flips[:3] == [False, True, False]
+    for k in range(len(images)):  # the center entry of each RAW is the plain center crop
+        np.testing.assert_array_equal(aug.raws[3 * k].mosaic, images.raws[k].mosaic)
+    assert all(r.mosaic.shape == CROP for r in aug.raws)
+    # A mirrored entry renders as the left-right mirror of the same crop rendered plainly.
+    core = TuningCore(aug, analytic, thumb_size=4)
+    plain = TuningCore(type(aug)(aug.raws[1:2], ["x"], aug.crop), analytic, thumb_size=4)
+    u = torch.full((1, core.num_params), 0.3)
+    with torch.no_grad():
+        np.testing.assert_allclose(core.render([1], u).numpy(), plain.render([0], u).flip(-1).numpy(), atol=1e-6)
+    # Same seed, same windows.
+    again = load_image_set(sample_root, "train", preview_side=128, crop=CROP, crop_mode="random", crops_per_image=3, flip=True)
+    assert again.ids == aug.ids and all(np.array_equal(a.mosaic, b.mosaic) for a, b in zip(aug.raws, again.raws))

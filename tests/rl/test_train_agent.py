@@ -64,15 +64,22 @@ def test_smoke_run_writes_run_folder(smoke_run):
     assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 512
 
 
-def test_fallback_never_worse_than_default(smoke_run):
-    """With inference.fallback_to_neutral, each held-out image's regularised score is >= the default's."""
+def test_render_fallback_never_worse_than_default(smoke_run, tmp_path):
+    """With inference.fallback=render, each held-out image's regularised score is >= the default's."""
+    import shutil
+
     import isp
 
-    run_dir, _ = smoke_run
+    src, _ = smoke_run
+    run_dir = tmp_path / "render_fallback"
+    shutil.copytree(src, run_dir)
+    proc = run_script("--run-dir", run_dir, "--resume", "--threads", 1, "--hyperparams", "inference.fallback=render")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     config = load_yaml(run_dir / "config.yaml")
-    assert config["inference"]["fallback_to_neutral"] is True
+    assert config["inference"]["fallback"] == "render"
     env = config["env"]
     ev = json.loads((run_dir / "eval.json").read_text())
+    assert ev["agent"]["reward_evals"] == 2
     lo, hi = 0.0, 1.0  # the starter's score range: normalised score == score
     for d, a in zip(ev["default"]["per_image"], ev["agent"]["per_image"]):
         u = isp.params_to_unit(torch.tensor([[a["params"][n] for n in isp.PARAM_NAMES]]))[0].numpy()
@@ -121,7 +128,9 @@ def test_predictor_reproduces_eval_params(smoke_run, sample_root):
     assert params.shape == (len(raws), isp.NUM_PARAMS)
     isp.validate_params(params)
     ev = json.loads((run_dir / "eval.json").read_text())
-    for k, entry in enumerate(ev["agent"]["per_image"]):
+    centers = [e for e in ev["agent"]["per_image"] if "/" not in e["id"]]  # the predictor takes the center crop
+    assert [e["id"] for e in centers] == [e.id for e in test]
+    for k, entry in enumerate(centers):
         expected = [entry["params"][n] for n in isp.PARAM_NAMES]
         np.testing.assert_allclose(params[k].numpy(), expected, rtol=1e-4, atol=1e-4)
 
