@@ -61,6 +61,7 @@ class _ExposureTone(torch.autograd.Function):
     def backward(ctx, g):  # noqa: D102
         x, k, h, s = ctx.saved_tensors
         gk = gh = gs = None
+        fresh = False  # g is ours to modify in place
         if k is not None:
             xk = x * k
             x1 = xk.clamp(0.0, 1.0)
@@ -69,9 +70,8 @@ class _ExposureTone(torch.autograd.Function):
         else:
             x1 = x
         if h is not None:
-            q = torch.addcmul(x1, x1, x1, value=-1.0)  # x1 (1 - x1)
             if _needs(ctx, 2) or _needs(ctx, 3):
-                gq = g * q
+                gq = torch.addcmul(x1, x1, x1, value=-1.0).mul_(g)  # g x1 (1 - x1)
                 g_all = _sum(gq, s)  # d/ds x(1-x)^2 + d/dh x^2(1-x) summed: x(1-x)
                 gh = _dot(gq, x1, h)  # sum g x^2 (1 - x)
                 gs = g_all - gh.sum_to_size(s.shape)  # sum g x (1 - x)^2
@@ -80,17 +80,17 @@ class _ExposureTone(torch.autograd.Function):
                     gh = None
                 if not _needs(ctx, 3):
                     gs = None
-            del q
-            # d/dx [x + h x^2 (1-x) + s x (1-x)^2] = (1 + s) + x (2h - 4s + 3 (s - h) x)
-            t = torch.addcmul(2.0 * h - 4.0 * s, x1, 3.0 * (s - h))
-            t = torch.addcmul(1.0 + s, t, x1)
-            g = g * t
+            # d/dx [x + h x^2 (1-x) + s x (1-x)^2] = (1 + s) + x (2h - 4s + 3 (s - h) x), built in
+            # place (addcmul with a broadcast input is slow on CPU)
+            t = torch.mul(x1, 3.0 * (s - h)).add_(2.0 * h - 4.0 * s).mul_(x1).add_(1.0 + s)
+            g = t.mul_(g)
+            fresh = True
             del t
         if k is not None:
-            g = g * inside
+            g = g.mul_(inside) if fresh else g * inside
             if _needs(ctx, 1):
                 gk = _dot(g, x, k)
-            g = g * k if _needs(ctx, 0) else None
+            g = g.mul_(k) if _needs(ctx, 0) else None
         elif not _needs(ctx, 0):
             g = None
         return g, gk, gh, gs
@@ -150,6 +150,26 @@ class _EncodeTone(torch.autograd.Function):
         x, a, c, e, b_saved = ctx.saved_tensors
         ga = gc = None
         with torch.no_grad():
+            # Few fresh tensors and no addcmul with a broadcast input (slow on CPU): the factors
+            # are built in place on tensors made here.
+            b = e if a is None else b_saved
+            fresh = False  # g is ours to modify in place
+            if c is not None:
+                bump = torch.addcmul(b, b, b, value=-1.0)  # b (1 - b)
+                if _needs(ctx, 2):
+                    gc = _dot(g, torch.mul(b, 2.0).sub_(1.0).mul_(bump), c)  # d/dc: b (1 - b)(2b - 1)
+                g = g * bump.mul_(6.0 * c).add_(1.0 - c)  # d/db: (1 - c) + 6c b (1 - b)
+                fresh = True
+                del bump
+            if a is not None:
+                if _needs(ctx, 1):
+                    ga = _dot(g, torch.addcmul(e, e, e, value=-1.0), a)  # d/da: e (1 - e)
+                de = torch.mul(e, -2.0 * a).add_(1.0 + a)  # d/de: 1 + a - 2a e
+                g = g.mul_(de) if fresh else g * de
+                fresh = True
+                del de
+            if not _needs(ctx, 0):
+                return None, ga, gc
             # encoding slope: 12.92 on the linear branch, (e + 0.055) / (2.4 x) on the power branch
             xc = x.clamp_min(0.0031308)
             power = float_mask(xc, x)  # 1 on the power branch (x >= threshold), 0 on the linear one
@@ -158,21 +178,7 @@ class _EncodeTone(torch.autograd.Function):
             # torch.where with a scalar
             slope.sub_(12.92).mul_(power).add_(12.92)
             del xc, power
-            b = e if a is None else b_saved
-            if c is not None:
-                bump = torch.addcmul(b, b, b, value=-1.0)  # b (1 - b)
-                if _needs(ctx, 2):
-                    # d/dc: b (1 - b)(2b - 1)
-                    gc = 2.0 * _dot(g * bump, b, c) - _dot(g, bump, c)
-                # d/db: (1 - c) + 6c b (1 - b)
-                g = g * torch.addcmul(1.0 - c, bump, 6.0 * c)
-                del bump
-            if a is not None:
-                if _needs(ctx, 1):
-                    ga = _dot(g, torch.addcmul(e, e, e, value=-1.0), a)  # d/da: e (1 - e)
-                g = g * torch.addcmul(1.0 + a, a, e, value=-2.0)  # d/de: 1 + a - 2a e
-            fresh = a is not None or c is not None  # g is ours to modify in place
-            gx = (g.mul_(slope) if fresh else g * slope) if _needs(ctx, 0) else None
+            gx = g.mul_(slope) if fresh else g * slope
         return gx, ga, gc
 
 
@@ -233,19 +239,21 @@ class _Saturate(torch.autograd.Function):
         gx = None
         if _needs(ctx, 0):
             # direct: f gp_c + w_c (1 - f) sum_c gp_c
+            # (one-channel terms are added per channel in place: addcmul broadcasting a
+            # one-channel tensor over the channels is slow on CPU)
             t = torch.addcmul(gsum, f, gsum, value=-1.0)
-            wt = torch.tensor(w, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
-            gx = torch.addcmul(t * wt, f, gp)
+            gx = gp.mul_(f)
+            for ch in range(3):
+                gx[:, ch : ch + 1].add_(t, alpha=w[ch])
             # through sat = (mx - mn) / (mx + eps), f = fa - fb sat; max/min as torch.amax/amin
             # (gradient shared evenly between tied channels)
             dsat = df.mul_(-fb)
-            den = mx + _EPS
-            gmx = dsat * (mn + _EPS) / (den * den)
-            gmn = -dsat / den
-            is_max = float_mask(x, mx)
-            is_min = float_mask(x, mn)
-            gx.addcmul_(is_max, gmx.div_(is_max.sum(dim=1, keepdim=True)))
-            gx.addcmul_(is_min, gmn.div_(is_min.sum(dim=1, keepdim=True)))
+            inv = (mx + _EPS).reciprocal_()
+            gmn = dsat.mul_(inv)  # d sat / d mn = -1 / den, sign applied below
+            gmx = (mn + _EPS).mul_(inv).mul_(gmn)  # d sat / d mx = (mn + eps) / den^2
+            for m, gm, sign in ((float_mask(x, mx), gmx, 1.0), (float_mask(x, mn), gmn, -1.0)):
+                gm.div_(m.sum(dim=1, keepdim=True))
+                gx.add_(m.mul_(gm), alpha=sign)
         return gx, gfa, gfb
 
 
