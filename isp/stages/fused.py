@@ -46,8 +46,10 @@ def _exposure_tone_forward(x, k, h, s):
     if k is not None:
         x = (x * k).clamp_(0.0, 1.0)
     if h is not None:
-        # x + x(1-x)(s + (h-s)x)
-        x = torch.addcmul(x, torch.addcmul(x, x, x, value=-1.0), torch.addcmul(s, h - s, x))
+        # x + x(1-x)(s + (h-s)x), in place on fresh tensors (addcmul with a broadcast input is
+        # slow on CPU)
+        q = torch.addcmul(x, x, x, value=-1.0)
+        x = torch.mul(x, h - s).add_(s).mul_(q).add_(x)
     return x
 
 
@@ -129,10 +131,10 @@ def _encode_tone_forward(x, a, c):
     e = _srgb_encode_nonneg(x)  # fresh tensor
     b = e
     if a is not None:  # e ((1 + a) - a e)
-        b = torch.addcmul(1.0 + a, a, e, value=-1.0).mul_(e)
+        b = torch.mul(e, -a).add_(1.0 + a).mul_(e)
     out = b
     if c is not None:  # b ((1 - c) + b (3c - 2c b))
-        out = torch.addcmul(3.0 * c, c, b, value=-2.0).mul_(b).add_(1.0 - c).mul_(b)
+        out = torch.mul(b, -2.0 * c).add_(3.0 * c).mul_(b).add_(1.0 - c).mul_(b)
     return out, e, b
 
 
@@ -211,8 +213,13 @@ def _saturate_forward(x, fa, fb, w, eps):
     mx = x.amax(dim=1, keepdim=True)
     mn = x.amin(dim=1, keepdim=True)
     sat = (mx - mn).div_(mx + eps)
-    f = torch.addcmul(fa, sat, fb, value=-1.0)
-    out = torch.addcmul(torch.addcmul(y, f, y, value=-1.0), f, x)
+    f = torch.mul(sat, -fb).add_(fa)
+    # f x + (1 - f) Y: the one-channel term is added per channel in place (addcmul broadcasting
+    # one channel over three is slow on CPU)
+    base = torch.addcmul(y, f, y, value=-1.0)
+    out = x * f
+    for ch in range(x.shape[1]):
+        out[:, ch : ch + 1].add_(base)
     return out, y, mx, mn, sat, f
 
 
