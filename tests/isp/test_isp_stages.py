@@ -239,6 +239,18 @@ def test_clamp01_gradient_matches_torch_clamp():
     assert gradcheck(clamp01, (_rand(2, 3, lo=0.1, hi=0.9).requires_grad_(),))
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 6, 10), (2, 1, 2, 4), (1, 3, 9, 1)])
+def test_half_pool_and_upsample2_equal_torch_kernels(shape):
+    import torch.nn.functional as F
+
+    from isp.stages.detail import half_pool, upsample2
+
+    x = _rand(*shape, seed=14)
+    torch.testing.assert_close(upsample2(x), F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    big = _rand(shape[0], shape[1], 2 * shape[2], 2 * shape[3], seed=15)
+    torch.testing.assert_close(half_pool(big), F.avg_pool2d(big, 2))
+
+
 def test_half_resolution_chroma_lowpass():
     from isp.stages.detail import smooth_half_res
 
