@@ -20,9 +20,9 @@ In the same run, on the same file and the same number of threads, it times
 * for reference, forward with neutral parameters (stages at their identity are skipped) and
   :func:`isp.read_raw` (decoding into a RawImage).
 
-Each number is the median of ``--repeats`` timed calls after one warm-up. The allocator is
-tuned first (:func:`isp.cpu.tune_allocator`, for both libraries; ``--no-tune-allocator`` skips
-it). It prints a table and the ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
+Each number is the median of ``--repeats`` timed calls after one warm-up. The allocators are
+tuned first, for both libraries (:func:`isp.cpu.tune_allocator` and torch's
+``THP_MEM_ALLOC_ENABLE=1``; ``--no-tune-allocator`` skips both). It prints a table and the ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
 backward target <= 3.0 x AHD). ``--json`` writes the numbers to a file (atomically).
 """
 from __future__ import annotations
@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine (equal to wall time with one thread on an idle one; use it with CPU runs only)")
     p.add_argument("--device", default="cpu", help="device of our pipeline: cpu, cuda or auto (default cpu)")
     p.add_argument("--no-tune-allocator", dest="tune_allocator", action="store_false",
-                   help="leave glibc's allocator at its defaults (by default isp.cpu.tune_allocator() keeps "
-                        "freed memory in the process for both libraries, as the CLIs do)")
+                   help="leave the allocators at their defaults (by default isp.cpu.tune_allocator() keeps "
+                        "freed memory in the process and torch's CPU allocator uses transparent huge pages, "
+                        "THP_MEM_ALLOC_ENABLE=1, for both libraries, as the CLIs do)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     return p
 
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # LibRaw's OpenMP; set before rawpy loads
+    huge_pages = False
+    if args.tune_allocator and "torch" not in sys.modules:  # read by torch's CPU allocator at start-up
+        huge_pages = os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1") == "1"
     import numpy as np
     import rawpy
     import torch
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or torch.get_num_threads()
     print(f"file: {path if args.dng else 'synthetic'} {w}x{h} ({w * h / 1e6:.1f} MP), device {device}, "
           f"threads {threads}, {args.clock} clock, median of {args.repeats}, "
-          f"allocator {'tuned (isp.cpu.tune_allocator)' if tuned else 'default'}")
+          f"allocator {'tuned (isp.cpu.tune_allocator)' if tuned else 'default'}, "
+          f"huge pages {'on (THP_MEM_ALLOC_ENABLE=1)' if huge_pages else 'off'}")
     print(f"{'measurement':<28}{'seconds':>10}")
     for k, v in res.items():
         print(f"{k:<28}{v:>10.3f}")
@@ -185,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.json:
         out = {"file": str(path) if args.dng else "synthetic", "width": w, "height": h, "device": device,
-               "threads": threads, "clock": args.clock, "repeats": args.repeats, "allocator_tuned": tuned, "seconds": res, "ratios": ratios,
+               "threads": threads, "clock": args.clock, "repeats": args.repeats, "allocator_tuned": tuned, "huge_pages": huge_pages, "seconds": res, "ratios": ratios,
                "torch": torch.__version__, "libraw": ".".join(map(str, rawpy.libraw_version))}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmpf = args.json.with_name(f".{args.json.name}.{os.getpid()}.tmp")
