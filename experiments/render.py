@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or (args.max_side is not None and args.max_side < 2):
         print("error: --batch-size must be >= 1 and --max-side >= 2", file=sys.stderr)
         return 2
+    if "torch" not in sys.modules:  # torch's CPU allocator reads this once, at start-up (see isp.cpu)
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     import torch
 
     import isp
