@@ -6,6 +6,7 @@ sums of neighbouring pixels, which costs about half the passes of a truncated Ga
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,7 +26,7 @@ def _kernel(sigma: float) -> tuple[float, ...]:
     return tuple(v / total for v in k)
 
 
-def _filter_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
+def _filter_axis(x: torch.Tensor, dim: int, k: tuple[float, ...]) -> torch.Tensor:
     """Symmetric 1-D filter along ``dim`` of a tensor padded by ``r = len(k) - 1`` (shifted slices)."""
     r = len(k) - 1
     n = x.shape[dim] - 2 * r
@@ -36,23 +37,24 @@ def _filter_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tenso
 
 
 class _SymmetricFilter(torch.autograd.Function):
-    """:func:`_filter_axis` with its adjoint as backward.
+    """A symmetric 1-D filter in its "valid" form, ``filt(x, dim)``, which shortens ``dim`` by
+    ``2 * r``, with its adjoint as backward: the same filter applied to the gradient zero-padded
+    by ``2 * r`` on both sides, which costs as much as the forward pass.
 
-    Autograd through the shifted slices would allocate and zero a full-size gradient per tap;
-    the adjoint of a symmetric filter is the same filter applied to the gradient zero-padded by
-    ``2 r``, which costs as much as the forward pass.
+    Autograd through the shifted slices of the filters would allocate and zero a full-size
+    gradient per tap.
     """
 
     @staticmethod
-    def forward(ctx, x, k, dim):  # noqa: D102
-        ctx.k, ctx.dim = k, dim
-        return _filter_axis(x, k, dim)
+    def forward(ctx, x, filt, width, dim):  # noqa: D102
+        ctx.filt, ctx.width, ctx.dim = filt, width, dim
+        return filt(x, dim)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        r = len(ctx.k) - 1
-        pad = (2 * r, 2 * r, 0, 0) if ctx.dim == -1 else (0, 0, 2 * r, 2 * r)
-        return _filter_axis(F.pad(grad, pad), ctx.k, ctx.dim), None, None
+        w = ctx.width
+        pad = (w, w, 0, 0) if ctx.dim == -1 else (0, 0, w, w)
+        return ctx.filt(F.pad(grad, pad), ctx.dim), None, None, None
 
 
 class _ReflectPad(torch.autograd.Function):
@@ -84,8 +86,8 @@ def _pad_axis(x: torch.Tensor, r: int, dim: int, mode: str) -> torch.Tensor:
 
 def _blur_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
-        return _SymmetricFilter.apply(x, k, dim)
-    return _filter_axis(x, k, dim)
+        return _SymmetricFilter.apply(x, functools.partial(_filter_axis, k=k), 2 * (len(k) - 1), dim)
+    return _filter_axis(x, dim, k)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -110,29 +112,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _blur_axis(_pad_axis(y, r, -2, mode), k, -2)
 
 
-def _pair_sums(x: torch.Tensor, steps: int, dim: int) -> torch.Tensor:
+def _pair_sums(x: torch.Tensor, dim: int, steps: int) -> torch.Tensor:
     """``steps`` times ``x[i] + x[i + 1]`` along ``dim``: the unnormalised binomial filter of
     ``steps + 1`` taps, valid part (the result is ``steps`` shorter)."""
     for _ in range(steps):
         n = x.shape[dim] - 1
         x = x.narrow(dim, 0, n) + x.narrow(dim, 1, n)
     return x
-
-
-class _PairSums(torch.autograd.Function):
-    """:func:`_pair_sums` with its adjoint as backward: the binomial kernel is symmetric, so the
-    adjoint is the same filter on the gradient zero-padded by ``steps`` on both sides."""
-
-    @staticmethod
-    def forward(ctx, x, steps, dim):  # noqa: D102
-        ctx.steps, ctx.dim = steps, dim
-        return _pair_sums(x, steps, dim)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        s = ctx.steps
-        pad = (s, s, 0, 0) if ctx.dim == -1 else (0, 0, s, s)
-        return _pair_sums(F.pad(grad, pad), s, ctx.dim), None, None
 
 
 def _binomial_steps(sigma: float) -> int | None:
@@ -164,9 +150,13 @@ def binomial_blur(x: torch.Tensor, steps: int = 4) -> torch.Tensor:
     r = steps // 2
     mode = "replicate" if min(x.shape[-2:]) <= r else "reflect"
     grad = torch.is_grad_enabled() and x.requires_grad
-    sums = _PairSums.apply if grad else _pair_sums
-    y = sums(_pad_axis(x, r, -1, mode), steps, -1)
-    y = sums(_pad_axis(y, r, -2, mode), steps, -2)
+    filt = functools.partial(_pair_sums, steps=steps)
+
+    def sums(t, dim):  # the binomial kernel is symmetric: its adjoint is itself, zero-padded
+        return _SymmetricFilter.apply(t, filt, steps, dim) if grad else filt(t, dim=dim)
+
+    y = sums(_pad_axis(x, r, -1, mode), -1)
+    y = sums(_pad_axis(y, r, -2, mode), -2)
     scale = 0.25**steps
     return y * scale if grad else y.mul_(scale)
 
