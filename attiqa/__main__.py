@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # subcommand -> (module exposing main(argv) -> int, one-line description)
@@ -36,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attiqa: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name = SUBCOMMANDS[name][0]
+    if "torch" not in sys.modules:  # torch's CPU allocator reads this once, at start-up (see isp.cpu)
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    try:
+        from isp.cpu import tune_allocator
+
+        tune_allocator()  # training reuses freed activation memory instead of faulting in pages
+    except ImportError:  # attiqa installed without the isp package
+        pass
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
