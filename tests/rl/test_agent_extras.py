@@ -77,3 +77,21 @@ def test_critic_fallback_uses_one_evaluation_and_the_critic(setup, sample_root):
     np.testing.assert_array_equal(kept, np.where(better[:, None], chosen, 0.0))
     with pytest.raises(ValueError, match="critic"):
         AgentParamsPredictor(object(), {**config, "algo": "ppo", "inference": {"fallback": "critic"}}, None, core.reward)
+
+
+def test_critic_refinement_raises_q_without_rendering(setup, sample_root):
+    core, venv, model, config = setup
+    test_core = TuningCore(load_image_set(sample_root, "test", preview_side=128, crop=(48, 48)), core.reward, thumb_size=4)
+    idx = list(range(len(test_core.images)))
+    plain = AgentParamsPredictor(model.policy, {**config, "inference": {"fallback": "none"}}, normalizer_of(venv), core.reward)
+    refined = AgentParamsPredictor(
+        model.policy, {**config, "inference": {"fallback": "none", "refine_steps": 5, "refine_lr": 0.1}}, normalizer_of(venv), core.reward
+    )
+    a0, _ = plain.predict_unit(test_core, idx)
+    evals_before = test_core.reward_evals
+    a1, evals = refined.predict_unit(test_core, idx)
+    assert evals == 1 and test_core.reward_evals - evals_before == len(idx)
+    assert np.all(np.abs(a1) <= 1.0) and not np.allclose(a0, a1)
+    obs = plain._obs(test_core.evaluate(idx, np.zeros_like(a0)), np.zeros_like(a0), 0)
+    assert np.all(plain.critic_value(obs, a1) >= plain.critic_value(obs, a0) - 1e-5)
+    assert all(p.grad is None or not p.grad.abs().sum() for p in model.policy.critic.parameters())
