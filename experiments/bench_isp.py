@@ -20,9 +20,12 @@ In the same run, on the same file and the same number of threads, it times
 * for reference, forward with neutral parameters (stages at their identity are skipped) and
   :func:`isp.read_raw` (decoding into a RawImage).
 
-Each number is the median of ``--repeats`` timed calls after one warm-up. The allocators are
-tuned first, for both libraries (:func:`isp.cpu.tune_allocator` and torch's
-``THP_MEM_ALLOC_ENABLE=1``; ``--no-tune-allocator`` skips both). It prints a table and the ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
+The measurements are interleaved: each round calls every one of them once, ``--repeats`` rounds
+after a warm-up round. Each time is the median over rounds, each ratio the median of the rounds'
+ratios (both sides of a ratio ran moments apart, under the same machine load). The allocators
+are tuned first, for both libraries (:func:`isp.cpu.tune_allocator` and torch's
+``THP_MEM_ALLOC_ENABLE=1``; ``--no-tune-allocator`` skips both). It prints a table and the
+ratios; the last line is ``isp_forward_vs_rawpy_ahd=<ratio>`` (target <= 1.0; forward +
 backward target <= 3.0 x AHD). ``--json`` writes the numbers to a file (atomically).
 """
 from __future__ import annotations
@@ -74,6 +77,26 @@ def timeit(fn, repeats: int, sync=None, clock=time.perf_counter) -> float:
         if i:
             times.append(clock() - t)
     return statistics.median(times)
+
+
+def timed_rounds(calls: dict, repeats: int, sync=None, clock=time.perf_counter) -> dict[str, list[float]]:
+    """Times every call once per round, ``repeats`` rounds after one warm-up round.
+
+    Interleaving the measurements (rather than timing each one ``repeats`` times in a row)
+    exposes all of them to the same machine load, so per-round ratios are steadier.
+    """
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for i in range(repeats + 1):
+        for name, fn in calls.items():
+            if sync:
+                sync()
+            t = clock()
+            fn()
+            if sync:
+                sync()
+            if i:
+                times[name].append(clock() - t)
+    return times
 
 
 def synthetic_dng(folder: Path, width: int, height: int) -> Path:
@@ -136,13 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, float] = {}
         res["read_raw"] = timeit(lambda: isp.read_raw(path), args.repeats, clock=clock)
 
-        with rawpy.imread(str(path)) as rp:
-            rp.raw_image_visible  # unpack once; postprocess then only develops
-            common = dict(gamma=(1, 1), no_auto_bright=True, output_bps=16, use_camera_wb=True,
-                          output_color=rawpy.ColorSpace.sRGB, user_flip=0)
-            for name, alg in (("rawpy_ahd", rawpy.DemosaicAlgorithm.AHD), ("rawpy_linear", rawpy.DemosaicAlgorithm.LINEAR)):
-                res[name] = timeit(lambda alg=alg: rp.postprocess(demosaic_algorithm=alg, **common), args.repeats, clock=clock)
-
         pipeline = isp.ISP().to(device)
         # A typical edit: every control away from neutral, so that every stage runs.
         unit = torch.tensor([0.2, 0.1, -0.1, -0.3, 0.3, 0.1, 0.2, 0.15, 0.2, 0.3, 0.4, 0.25])
@@ -165,9 +181,19 @@ def main(argv: list[str] | None = None) -> int:
             out.backward(upstream)
             return p.grad
 
-        res["isp_forward"] = timeit(lambda: forward(params), args.repeats, sync, clock)
-        res["isp_forward_neutral"] = timeit(lambda: forward(neutral), args.repeats, sync, clock)
-        res["isp_forward_backward"] = timeit(forward_backward, args.repeats, sync, clock)
+        with rawpy.imread(str(path)) as rp:
+            rp.raw_image_visible  # unpack once; postprocess then only develops
+            common = dict(gamma=(1, 1), no_auto_bright=True, output_bps=16, use_camera_wb=True,
+                          output_color=rawpy.ColorSpace.sRGB, user_flip=0)
+            calls = {
+                "rawpy_ahd": lambda: rp.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD, **common),
+                "rawpy_linear": lambda: rp.postprocess(demosaic_algorithm=rawpy.DemosaicAlgorithm.LINEAR, **common),
+                "isp_forward": lambda: forward(params),
+                "isp_forward_neutral": lambda: forward(neutral),
+                "isp_forward_backward": forward_backward,
+            }
+            rounds = timed_rounds(calls, args.repeats, sync, clock)
+        res.update({k: statistics.median(v) for k, v in rounds.items()})
         grad = forward_backward()
         if not torch.isfinite(grad).all():
             print("error: non-finite gradient", file=sys.stderr)
@@ -182,12 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measurement':<28}{'seconds':>10}")
     for k, v in res.items():
         print(f"{k:<28}{v:>10.3f}")
-    ratios = {
-        "isp_forward_neutral_vs_rawpy_ahd": res["isp_forward_neutral"] / res["rawpy_ahd"],
-        "isp_forward_vs_rawpy_linear": res["isp_forward"] / res["rawpy_linear"],
-        "isp_forward_backward_vs_rawpy_ahd": res["isp_forward_backward"] / res["rawpy_ahd"],
-        "isp_forward_vs_rawpy_ahd": res["isp_forward"] / res["rawpy_ahd"],
-    }
+    pairs = (("isp_forward_neutral", "rawpy_ahd"), ("isp_forward", "rawpy_linear"),
+             ("isp_forward_backward", "rawpy_ahd"), ("isp_forward", "rawpy_ahd"))
+    # each ratio is the median over rounds of that round's ratio: both sides of a round ran
+    # moments apart, so load on a shared machine affects them alike
+    ratios = {f"{a}_vs_{b}": statistics.median(x / y for x, y in zip(rounds[a], rounds[b])) for a, b in pairs}
     if args.json:
         out = {"file": str(path) if args.dng else "synthetic", "width": w, "height": h, "device": device,
                "threads": threads, "clock": args.clock, "repeats": args.repeats, "allocator_tuned": tuned, "huge_pages": huge_pages, "seconds": res, "ratios": ratios,
