@@ -3,7 +3,7 @@
     python rl/train_agent.py --reward attiqa            # embedded default: sample set + starter ATTIQA
     python rl/train_agent.py --reward attiqa --data /data/fivek --attiqa-checkpoint koniq.pt
     python rl/train_agent.py --run-dir runs/X --resume  # continue a stopped run
-    python rl/train_agent.py --run-dir runs/X --resume --hyperparams inference.fallback_to_neutral=true  # re-evaluate
+    python rl/train_agent.py --run-dir runs/X --resume --hyperparams inference.fallback=render  # re-evaluate
 
 The run folder gets config.yaml (resolved), command.txt, agent.zip, vecnormalize.npz,
 TensorBoard logs (tb/), periodic checkpoints (checkpoints/), eval.json, training_curve.png
