@@ -12,6 +12,7 @@ and before_after.png.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -20,6 +21,10 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if __name__ == "__main__" and "torch" not in sys.modules:
+    # torch's CPU allocator reads this once, at start-up: huge pages for image-sized buffers (isp.cpu)
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  # noqa: E402
 
@@ -95,6 +100,10 @@ def run(argv=None) -> int:
     """The whole job: configure, build envs, train, evaluate. See the module docstring."""
     import torch
     import yaml
+
+    from isp.cpu import tune_allocator
+
+    tune_allocator()  # training, rendering and the starter build reuse freed memory (no page faults)
 
     from envs.core import TuningCore, load_image_set
     from envs.rewards import create_reward
