@@ -66,17 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def timeit(fn, repeats: int, sync=None, clock=time.perf_counter) -> float:
     """Median time of ``fn()`` over ``repeats`` calls on ``clock``, after one warm-up call."""
-    times = []
-    for i in range(repeats + 1):
-        if sync:
-            sync()
-        t = clock()
-        fn()
-        if sync:
-            sync()
-        if i:
-            times.append(clock() - t)
-    return statistics.median(times)
+    return statistics.median(timed_rounds({"fn": fn}, repeats, sync, clock)["fn"])
 
 
 def timed_rounds(calls: dict, repeats: int, sync=None, clock=time.perf_counter) -> dict[str, list[float]]:
