@@ -68,16 +68,18 @@ def srgb_encode(x: torch.Tensor) -> torch.Tensor:
     return _srgb_encode_nonneg(x.clamp_min(0.0))
 
 
-def _srgb_encode_nonneg(x: torch.Tensor) -> torch.Tensor:
-    """:func:`srgb_encode` for ``x >= 0`` (the pipeline's clipped values): no clamp at 0."""
+def _srgb_encode_nonneg(x: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+    """:func:`srgb_encode` for ``x >= 0`` (the pipeline's clipped values): no clamp at 0.
+    ``overwrite``: ``x`` may be used as scratch (no autograd; the caller owns it)."""
     # 1.055 x^(1/2.4) = exp(log(x) / 2.4 + log(1.055)); in place on fresh tensors only
-    t = torch.log(x.clamp_min(0.0031308))
     if torch.is_grad_enabled() and x.requires_grad:
+        t = torch.log(x.clamp_min(0.0031308))
         hi = torch.exp(torch.add(_log_1055(t), t, alpha=1.0 / 2.4)) - 0.055
         return torch.minimum(x * 12.92, hi)
+    t = x.clamp_min(0.0031308).log_()
     torch.add(_log_1055(t), t, alpha=1.0 / 2.4, out=t)
     hi = t.exp_().sub_(0.055)
-    return torch.minimum(hi, x * 12.92, out=hi)
+    return torch.minimum(hi, x.mul_(12.92) if overwrite else x * 12.92, out=hi)
 
 
 def _log_1055(like: torch.Tensor) -> torch.Tensor:

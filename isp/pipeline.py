@@ -242,15 +242,20 @@ class ISP(nn.Module):
             x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
         # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
         # self.exposure -> self.highlights_shadows and self.encode -> self.brightness -> self.contrast.
+        # Without autograd each stage returns a fresh tensor that only the next stage reads, so the
+        # per-pixel chains may use it as scratch (overwrite); the stage input of the first one is
+        # the mosaic-derived tile, fresh as well.
+        own = clip is _clamp01_
         if active["exposure"] or active["highlights_shadows"]:
             hs = active["highlights_shadows"]
             x = exposure_tone(x, torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
-                              per_image(P["highlights"], x) if hs else None, per_image(P["shadows"], x) if hs else None)
+                              per_image(P["highlights"], x) if hs else None, per_image(P["shadows"], x) if hs else None,
+                              overwrite=own)
         if active["saturation"]:
-            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x))  # = self.saturation
+            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x), overwrite=own)  # = self.saturation
         # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
         x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
-                        per_image(P["contrast"], x) if active["contrast"] else None)
+                        per_image(P["contrast"], x) if active["contrast"] else None, overwrite=own)
         if active["sharpen"]:
             return self.sharpen(x, P["sharpen"])  # clips to [0, 1] itself
         return clip(x)

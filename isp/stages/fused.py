@@ -42,14 +42,13 @@ def _needs(ctx, i: int) -> bool:
 # exposure + highlights/shadows (linear values)
 
 
-def _exposure_tone_forward(x, k, h, s):
+def _exposure_tone_forward(x, k, h, s, overwrite=False):
     if k is not None:
-        x = (x * k).clamp_(0.0, 1.0)
+        x = (x.mul_(k) if overwrite else x * k).clamp_(0.0, 1.0)
     if h is not None:
-        # x + x(1-x)(s + (h-s)x), in place on fresh tensors (addcmul with a broadcast input is
-        # slow on CPU)
-        q = torch.addcmul(x, x, x, value=-1.0)
-        x = torch.mul(x, h - s).add_(s).mul_(q).add_(x)
+        # x + x(1-x)(s + (h-s)x) = x ((1 + s) + x ((h - 2s) + x (s - h))), Horner's form in place
+        # on one fresh tensor (addcmul with a broadcast input is slow on CPU)
+        x = torch.mul(x, s - h).add_(h - 2.0 * s).mul_(x).add_(1.0 + s).mul_(x)
     return x
 
 
@@ -98,7 +97,7 @@ class _ExposureTone(torch.autograd.Function):
         return g, gk, gh, gs
 
 
-def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None) -> torch.Tensor:
+def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None, *, overwrite: bool = False) -> torch.Tensor:
     """``clip(x * gain, 0, 1)`` followed by the highlights/shadows curve, as one autograd node.
 
     Equals ``adjust_highlights_shadows(adjust_exposure(x, log2(gain)), highlights, shadows)``.
@@ -109,6 +108,7 @@ def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None) -> 
         highlights: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``; None skips the curve (then
             ``shadows`` must be None too).
         shadows: like ``highlights``.
+        overwrite: ``x`` may be overwritten (the caller owns it; used only without autograd).
 
     Returns:
         ``(B, C, H, W)``.
@@ -119,16 +119,16 @@ def exposure_tone(x: torch.Tensor, gain=None, highlights=None, shadows=None) -> 
         return x
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, gain, highlights, shadows)):
         return _ExposureTone.apply(x, gain, highlights, shadows)
-    return _exposure_tone_forward(x, gain, highlights, shadows)
+    return _exposure_tone_forward(x, gain, highlights, shadows, overwrite)
 
 
 # ---------------------------------------------------------------------------------------------
 # sRGB encoding + brightness + contrast (encoded values)
 
 
-def _encode_tone_forward(x, a, c):
+def _encode_tone_forward(x, a, c, overwrite=False):
     """Returns the output, the encoded values and the brightness curve's output."""
-    e = _srgb_encode_nonneg(x)  # fresh tensor
+    e = _srgb_encode_nonneg(x, overwrite)  # fresh tensor
     b = e
     if a is not None:  # e ((1 + a) - a e)
         b = torch.mul(e, -a).add_(1.0 + a).mul_(e)
@@ -184,7 +184,7 @@ class _EncodeTone(torch.autograd.Function):
         return gx, ga, gc
 
 
-def encode_tone(x: torch.Tensor, brightness=None, contrast=None) -> torch.Tensor:
+def encode_tone(x: torch.Tensor, brightness=None, contrast=None, *, overwrite: bool = False) -> torch.Tensor:
     """sRGB encoding, then the brightness and contrast curves, as one autograd node.
 
     Equals ``adjust_contrast(adjust_brightness(srgb_encode(x), brightness), contrast)`` for
@@ -194,20 +194,21 @@ def encode_tone(x: torch.Tensor, brightness=None, contrast=None) -> torch.Tensor
         x: ``(B, C, H, W)`` linear values, ``>= 0`` (the pipeline's clipped values).
         brightness: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``, or None (curve skipped).
         contrast: likewise.
+        overwrite: ``x`` may be overwritten (the caller owns it; used only without autograd).
 
     Returns:
         ``(B, C, H, W)`` encoded values.
     """
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, brightness, contrast)):
         return _EncodeTone.apply(x, brightness, contrast)
-    return _encode_tone_forward(x, brightness, contrast)[0]
+    return _encode_tone_forward(x, brightness, contrast, overwrite)[0]
 
 
 # ---------------------------------------------------------------------------------------------
 # saturation + vibrance (linear sRGB, across channels)
 
 
-def _saturate_forward(x, fa, fb, w, eps):
+def _saturate_forward(x, fa, fb, w, eps, overwrite=False):
     """``clip(f x + (1 - f) Y)`` with ``f = fa - fb sat``; returns the output and intermediates."""
     y = (x[:, 0:1] * w[0]).add_(x[:, 1:2], alpha=w[1]).add_(x[:, 2:3], alpha=w[2])
     mx = x.amax(dim=1, keepdim=True)
@@ -217,7 +218,7 @@ def _saturate_forward(x, fa, fb, w, eps):
     # f x + (1 - f) Y: the one-channel term is added per channel in place (addcmul broadcasting
     # one channel over three is slow on CPU)
     base = torch.addcmul(y, f, y, value=-1.0)
-    out = x * f
+    out = x.mul_(f) if overwrite else x * f
     for ch in range(x.shape[1]):
         out[:, ch : ch + 1].add_(base)
     return out, y, mx, mn, sat, f
@@ -276,7 +277,7 @@ def _luma_weights():
 _LUMA = _luma_weights()
 
 
-def saturate_fused(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
+def saturate_fused(x: torch.Tensor, saturation, vibrance, *, overwrite: bool = False) -> torch.Tensor:
     """:func:`isp.stages.saturate` as one autograd node (same arguments and result up to float
     rounding): ``clip(f x + (1 - f) Y)`` with ``f = (1 + s)(1 + v (1 - sat))``.
 
@@ -284,6 +285,7 @@ def saturate_fused(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
         x: ``(B, 3, H, W)`` linear sRGB in ``[0, 1]``.
         saturation: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``.
         vibrance: ``(B, 1, 1, 1)`` or 0-dim in ``[-1, 1]``.
+        overwrite: ``x`` may be overwritten (the caller owns it; used only without autograd).
 
     Returns:
         ``(B, 3, H, W)`` in ``[0, 1]``.
@@ -294,4 +296,4 @@ def saturate_fused(x: torch.Tensor, saturation, vibrance) -> torch.Tensor:
     fa, fb = s1 * (1.0 + vibrance), s1 * vibrance  # f = fa - fb sat
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, fa, fb)):
         return _Saturate.apply(x, fa, fb)
-    return _saturate_forward(x, fa, fb, _LUMA, _EPS)[0].clamp_(0.0, 1.0)
+    return _saturate_forward(x, fa, fb, _LUMA, _EPS, overwrite)[0].clamp_(0.0, 1.0)

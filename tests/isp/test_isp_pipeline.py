@@ -233,3 +233,17 @@ def test_tune_allocator_reuses_freed_memory_without_page_faults():
         torch.empty(n).fill_(2.0)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert min(faults) < 512, f"{faults} page faults for a reused 8 MiB block (2048 pages if fresh)"
+
+
+def test_inference_path_equals_the_autograd_path(sample_dngs):
+    """Without autograd the pipeline takes other code paths (phase-plane demosaic, in-place
+    clips, stages overwriting their fresh inputs); the image must be the same."""
+    raws = [isp.read_raw(p).preview(128).center_crop(64, 64) for p in sample_dngs[:3]]
+    batch = isp.RawBatch.from_raws(raws)
+    g = torch.Generator().manual_seed(5)
+    params = isp.unit_to_params(torch.rand(3, isp.NUM_PARAMS, generator=g) * 1.8 - 0.9)
+    m = isp.ISP()
+    with torch.inference_mode():
+        fast = m(batch, params)
+    slow = m(batch, params.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
