@@ -238,14 +238,13 @@ class ISP(nn.Module):
         x = white_balance(mosaic, gains, batch.cfa_index)
         x = self.demosaic(x, batch.patterns)
         x = clip(self.color_matrix(x, batch.cam_to_srgb))
+        # Without autograd each stage returns a fresh tensor that only the next stage reads, so
+        # the later stages may use it as scratch or output (overwrite).
+        own = clip is _clamp01_
         if active["denoise"]:
-            x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"]))
+            x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"], overwrite=own))
         # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
         # self.exposure -> self.highlights_shadows and self.encode -> self.brightness -> self.contrast.
-        # Without autograd each stage returns a fresh tensor that only the next stage reads, so the
-        # per-pixel chains may use it as scratch (overwrite); the stage input of the first one is
-        # the mosaic-derived tile, fresh as well.
-        own = clip is _clamp01_
         if active["exposure"] or active["highlights_shadows"]:
             hs = active["highlights_shadows"]
             x = exposure_tone(x, torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
@@ -257,7 +256,7 @@ class ISP(nn.Module):
         x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
                         per_image(P["contrast"], x) if active["contrast"] else None, overwrite=own)
         if active["sharpen"]:
-            return self.sharpen(x, P["sharpen"])  # clips to [0, 1] itself
+            return self.sharpen(x, P["sharpen"], overwrite=own)  # clips to [0, 1] itself
         return clip(x)
 
 

@@ -265,7 +265,8 @@ def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return upsample2(lowpass(half_pool(x), sigma / 2.0))
 
 
-def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0) -> torch.Tensor:
+def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0, *,
+            overwrite: bool = False) -> torch.Tensor:
     """Blend luminance and chrominance toward low-passed versions.
 
     Luminance ``Y`` is blended toward :func:`lowpass` (``sigma_luma``); chrominance ``x - Y``
@@ -277,6 +278,7 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
         x: ``(B, 3, H, W)`` linear RGB.
         luma: float or ``(B,)`` in ``[0, 1]``: 0 keeps luminance, 1 replaces it by its blur.
         chroma: float or ``(B,)`` in ``[0, 1]``: the same for chrominance ``x - Y``.
+        overwrite: the result may be written into ``x`` (the caller owns it; without autograd).
 
     Returns:
         ``(B, 3, H, W)``.
@@ -293,33 +295,38 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     expand = torch.tensor([[1.0, 0.0], [-wr / wg, -wb / wg], [0.0, 1.0]], device=x.device, dtype=x.dtype)
     b, _, h, w = ch.shape
     # Y + (R, G, B) chroma in one pass: Y broadcast over the channels, plus the 3x2 expansion
-    return torch.baddbmm(y.reshape(b, 1, h * w), expand.expand(b, 3, 2), ch.reshape(b, 2, h * w)).reshape(b, 3, h, w)
+    args = (y.reshape(b, 1, h * w), expand.expand(b, 3, 2), ch.reshape(b, 2, h * w))
+    if overwrite and not (torch.is_grad_enabled() and x.requires_grad) and x.is_contiguous():
+        return torch.baddbmm(*args, out=x.view(b, 3, h * w)).view(b, 3, h, w)  # x is no longer read
+    return torch.baddbmm(*args).reshape(b, 3, h, w)
 
 
-def sharpen(x: torch.Tensor, amount, sigma: float = 1.0) -> torch.Tensor:
+def sharpen(x: torch.Tensor, amount, sigma: float = 1.0, *, overwrite: bool = False) -> torch.Tensor:
     """Unsharp mask on luminance: ``x + a (Y - lowpass(Y))``, clipped to ``[0, 1]``.
 
     Args:
         x: ``(B, 3, H, W)`` (encoded) RGB in ``[0, 1]``.
         amount: float or ``(B,)`` in ``[0, 2]``.
+        overwrite: the result may be written into ``x`` (the caller owns it; without autograd).
     """
     y = luminance(x)
     a = per_image(amount, x)
     # the one-channel detail broadcast over the channels by an add (faster than addcmul)
     if torch.is_grad_enabled() and (x.requires_grad or a.requires_grad):
         return clamp01(x + (y - lowpass(y, sigma)) * a)
-    return (x + (y - lowpass(y, sigma)).mul_(a)).clamp_(0.0, 1.0)
+    detail = (y - lowpass(y, sigma)).mul_(a)
+    return (x.add_(detail) if overwrite else x + detail).clamp_(0.0, 1.0)
 
 
 class Denoise(nn.Module):
     """Module form of :func:`denoise`."""
 
-    def forward(self, x, luma, chroma):  # noqa: D102
-        return denoise(x, luma, chroma)
+    def forward(self, x, luma, chroma, overwrite: bool = False):  # noqa: D102
+        return denoise(x, luma, chroma, overwrite=overwrite)
 
 
 class Sharpen(nn.Module):
     """Module form of :func:`sharpen`."""
 
-    def forward(self, x, amount):  # noqa: D102
-        return sharpen(x, amount)
+    def forward(self, x, amount, overwrite: bool = False):  # noqa: D102
+        return sharpen(x, amount, overwrite=overwrite)
