@@ -302,14 +302,15 @@ class TuningCore:
         """``isp.RawBatch`` of the images at ``idx``."""
         return self.isp_module.RawBatch.from_raws([self.images.raws[int(i)] for i in idx], device=self.device)
 
-    def render(self, idx: Sequence[int], unit: torch.Tensor) -> torch.Tensor:
+    def render(self, idx: Sequence[int], unit: torch.Tensor, batch=None) -> torch.Tensor:
         """Renders images ``idx`` with unit-box params ``unit (B, P)`` -> ``(B, 3, H, W)`` in ``[0, 1]``.
 
         Differentiable w.r.t. ``unit`` (used by gradient ascent). Entries marked in
-        ``images.flips`` come out mirrored left-right.
+        ``images.flips`` come out mirrored left-right. ``batch``: ``raw_batch(idx)`` when the
+        caller renders the same images repeatedly (made here otherwise).
         """
         params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
-        imgs = self.pipeline(self.raw_batch(idx), params, validate=False)
+        imgs = self.pipeline(self.raw_batch(idx) if batch is None else batch, params, validate=False)
         flips = self.images.flip_mask(idx)
         if any(flips):
             mask = torch.tensor(flips, device=imgs.device)[:, None, None, None]

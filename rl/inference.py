@@ -216,9 +216,8 @@ class AgentParamsPredictor:
             keep = self._potential(chosen, unit, neutral) >= self._potential(neutral, np.zeros_like(unit), neutral)
             unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         elif self.fallback == "critic" and self.mode == "absolute":
-            keep = self.critic_value(self._obs(neutral, np.zeros_like(unit), 0), unit) >= self.critic_value(
-                self._obs(neutral, np.zeros_like(unit), 0), np.zeros_like(unit)
-            )
+            obs0 = self._obs(neutral, np.zeros_like(unit), 0)
+            keep = self.critic_value(obs0, unit) >= self.critic_value(obs0, np.zeros_like(unit))
             unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         return unit, evals
 
@@ -238,7 +237,7 @@ class AgentParamsPredictor:
         z = torch.atanh(torch.as_tensor(action, device=dev).clamp(-0.999, 0.999)).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.refine_lr)
         for _ in range(self.refine_steps):
-            q = torch.cat(self.policy.critic(obs_t, torch.tanh(z)), dim=1).min(dim=1).values
+            q = self._min_q(obs_t, torch.tanh(z))
             (z.grad,) = torch.autograd.grad(-q.sum(), z)  # only w.r.t. the actions: the critic keeps no gradient
             opt.step()
         return torch.tanh(z).detach().cpu().numpy().astype(np.float32)
@@ -253,9 +252,12 @@ class AgentParamsPredictor:
         P = unit.shape[1]
         act = np.zeros((unit.shape[0], self.policy.action_space.shape[0]), np.float32)
         act[:, :P] = unit
-        obs_t = torch.as_tensor(obs, device=self.policy.device)
-        q = self.policy.critic(obs_t, torch.as_tensor(act, device=self.policy.device))
-        return torch.min(torch.cat(q, dim=1), dim=1).values.cpu().numpy()
+        dev = self.policy.device
+        return self._min_q(torch.as_tensor(obs, device=dev), torch.as_tensor(act, device=dev)).cpu().numpy()
+
+    def _min_q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """The smallest of the agent's critic estimates (SAC's pessimistic value), ``(B,)``."""
+        return torch.cat(self.policy.critic(obs, act), dim=1).min(dim=1).values
 
     def _potential(self, res, unit: np.ndarray, neutral) -> np.ndarray:
         from envs.core import potential
