@@ -80,7 +80,7 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
             return _demosaic_phase_planes(mosaic, patterns[0])
         out = mosaic.new_empty(b, 3, h, w)
         for pat in sorted(set(patterns)):
-            idx = [i for i, p in enumerate(patterns) if p == pat] if len(patterns) == b else list(range(b))
+            idx = [i for i, p in enumerate(patterns) if p == pat]  # several patterns: one per image
             out[idx] = _demosaic_phase_planes(mosaic[idx], pat)
         return out
     tiles = _tiles(patterns, mosaic.device, mosaic.dtype).roll((1, 1), dims=(-2, -1)).reshape(-1, 3, 1, 2, 1, 2)

@@ -84,10 +84,12 @@ def _pad_axis(x: torch.Tensor, r: int, dim: int, mode: str) -> torch.Tensor:
     return F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode=mode)
 
 
-def _blur_axis(x: torch.Tensor, k: tuple[float, ...], dim: int) -> torch.Tensor:
+def _symmetric_filter(x: torch.Tensor, filt, width: int, dim: int) -> torch.Tensor:
+    """``filt(x, dim)``, a symmetric valid filter shortening ``dim`` by ``2 * width``, through
+    :class:`_SymmetricFilter` when a gradient is recorded."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return _SymmetricFilter.apply(x, functools.partial(_filter_axis, k=k), 2 * (len(k) - 1), dim)
-    return _filter_axis(x, dim, k)
+        return _SymmetricFilter.apply(x, filt, width, dim)
+    return filt(x, dim=dim)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -108,8 +110,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = _kernel(float(sigma))
     r = len(k) - 1
     mode = "replicate" if min(x.shape[-2:]) <= r else "reflect"
-    y = _blur_axis(_pad_axis(x, r, -1, mode), k, -1)
-    return _blur_axis(_pad_axis(y, r, -2, mode), k, -2)
+    filt = functools.partial(_filter_axis, k=k)
+    y = _symmetric_filter(_pad_axis(x, r, -1, mode), filt, 2 * r, -1)
+    return _symmetric_filter(_pad_axis(y, r, -2, mode), filt, 2 * r, -2)
 
 
 def _pair_sums(x: torch.Tensor, dim: int, steps: int) -> torch.Tensor:
@@ -151,12 +154,8 @@ def binomial_blur(x: torch.Tensor, steps: int = 4) -> torch.Tensor:
     mode = "replicate" if min(x.shape[-2:]) <= r else "reflect"
     grad = torch.is_grad_enabled() and x.requires_grad
     filt = functools.partial(_pair_sums, steps=steps)
-
-    def sums(t, dim):  # the binomial kernel is symmetric: its adjoint is itself, zero-padded
-        return _SymmetricFilter.apply(t, filt, steps, dim) if grad else filt(t, dim=dim)
-
-    y = sums(_pad_axis(x, r, -1, mode), -1)
-    y = sums(_pad_axis(y, r, -2, mode), -2)
+    y = _symmetric_filter(_pad_axis(x, r, -1, mode), filt, steps, -1)
+    y = _symmetric_filter(_pad_axis(y, r, -2, mode), filt, steps, -2)
     scale = 0.25**steps
     return y * scale if grad else y.mul_(scale)
 
