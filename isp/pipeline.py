@@ -34,8 +34,9 @@ from .stages import (
     WhiteBalance,
 )
 from .stages._util import clamp01, is_noop, per_image
-from .stages.fused import encode_tone, exposure_tone, saturate_fused
-from .stages.white_balance import wb_gains, white_balance
+from .stages.fused import encode_tone, exposure_tone, saturate_fused, white_balance_demosaic
+from .stages.detail import SHARPEN_SIGMA, lowpass_radius
+from .stages.white_balance import wb_gains
 
 __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAULT_TILE_PIXELS"]
 
@@ -46,6 +47,8 @@ _CH = {"R": 0, "G": 1, "B": 2}
 #: 9 in all; the test shows 8 is enough) with a margin, even so that tiles keep the CFA phase
 #: and the half-resolution grid.
 TILE_HALO = 10
+#: Rows of context the sharpening stage reads on each side (the halo the per-pixel stages keep).
+SHARPEN_RADIUS = lowpass_radius(SHARPEN_SIGMA)
 #: Default tile size on CPU, in pixels (rows x width x batch); measured fastest on a 6-MP image.
 DEFAULT_TILE_PIXELS = 1 << 19
 
@@ -213,11 +216,11 @@ class ISP(nn.Module):
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             a0, a1 = max(0, r0 - TILE_HALO), min(h, r1 + TILE_HALO)
-            y = self._render(batch.linear[:, :, a0:a1], batch, gains, P, active)
+            y = self._render(batch.linear[:, :, a0:a1], batch, gains, P, active, keep=(r0 - a0, r1 - a0))
             if grad:
-                out.append(y[:, :, r0 - a0 : r1 - a0])
+                out.append(y)
             else:  # copied while the tile is still in cache (no full-size concatenation)
-                out[:, :, r0:r1].copy_(y[:, :, r0 - a0 : r1 - a0])
+                out[:, :, r0:r1].copy_(y)
         return torch.cat(out, dim=2) if grad else out
 
     def _tile_rows(self, batch: RawBatch) -> int:
@@ -231,18 +234,28 @@ class ISP(nn.Module):
         rows = max(2 * TILE_HALO, int(target) // max(1, b * w)) // 2 * 2
         return h if rows + 2 * TILE_HALO >= h else rows
 
-    def _render(self, mosaic: torch.Tensor, batch: RawBatch, gains: torch.Tensor, P: dict, active: dict) -> torch.Tensor:
-        """All stages on a (row range of the) normalised mosaic ``(B, 1, h, W)``."""
+    def _render(self, mosaic: torch.Tensor, batch: RawBatch, gains: torch.Tensor, P: dict, active: dict,
+                keep: tuple[int, int] | None = None) -> torch.Tensor:
+        """All stages on a (row range of the) normalised mosaic ``(B, 1, h, W)``; returns the rows
+        ``keep = (first, end)`` of the result (all rows by default).
+
+        The halo of a tile is only needed by the spatial stages: after the denoise, the rows are
+        cut to ``keep`` plus the sharpening radius, so the per-pixel stages skip the halo."""
         # Without autograd, clips run in place on the fresh tensor each stage returns.
         clip = clamp01 if torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad) else _clamp01_
-        x = white_balance(mosaic, gains, batch.cfa_index)
-        x = self.demosaic(x, batch.patterns)
+        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns)  # = self.demosaic(self.white_balance(..))
         x = clip(self.color_matrix(x, batch.cam_to_srgb))
         # Without autograd each stage returns a fresh tensor that only the next stage reads, so
         # the later stages may use it as scratch or output (overwrite).
         own = clip is _clamp01_
         if active["denoise"]:
             x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"], overwrite=own))
+        if keep is not None:
+            r = SHARPEN_RADIUS if active["sharpen"] else 0
+            c0, c1 = max(0, keep[0] - r), min(x.shape[-2], keep[1] + r)
+            if (c0, c1) != (0, x.shape[-2]):
+                x = x[:, :, c0:c1]
+            keep = (keep[0] - c0, keep[1] - c0)
         # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
         # self.exposure -> self.highlights_shadows and self.encode -> self.brightness -> self.contrast.
         if active["exposure"] or active["highlights_shadows"]:
@@ -255,9 +268,10 @@ class ISP(nn.Module):
         # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
         x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
                         per_image(P["contrast"], x) if active["contrast"] else None, overwrite=own)
-        if active["sharpen"]:
-            return self.sharpen(x, P["sharpen"], overwrite=own)  # clips to [0, 1] itself
-        return clip(x)
+        x = self.sharpen(x, P["sharpen"], overwrite=own) if active["sharpen"] else clip(x)  # sharpen clips itself
+        if keep is not None and keep != (0, x.shape[-2]):
+            x = x[:, :, keep[0] : keep[1]]
+        return x
 
 
 def _clamp01_(x: torch.Tensor) -> torch.Tensor:

@@ -134,6 +134,12 @@ def _binomial_steps(sigma: float) -> int | None:
     return None
 
 
+def lowpass_radius(sigma: float) -> int:
+    """Pixels of context that :func:`lowpass` of ``sigma`` reads on each side."""
+    steps = _binomial_steps(sigma)
+    return max(1, int(math.ceil(3.0 * sigma))) if steps is None else steps // 2
+
+
 def binomial_blur(x: torch.Tensor, steps: int = 4) -> torch.Tensor:
     """Separable binomial low-pass with reflection padding.
 
@@ -300,7 +306,11 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     return torch.baddbmm(*args).reshape(b, 3, h, w)
 
 
-def sharpen(x: torch.Tensor, amount, sigma: float = 1.0, *, overwrite: bool = False) -> torch.Tensor:
+#: Standard deviation (px) of the sharpening stage's low-pass.
+SHARPEN_SIGMA = 1.0
+
+
+def sharpen(x: torch.Tensor, amount, sigma: float = SHARPEN_SIGMA, *, overwrite: bool = False) -> torch.Tensor:
     """Unsharp mask on luminance: ``x + a (Y - lowpass(Y))``, clipped to ``[0, 1]``.
 
     Args:

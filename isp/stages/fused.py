@@ -7,6 +7,7 @@ only their input: the backward pass recomputes the few intermediates it needs, a
 chain rule in a handful of fused passes, and reduces each parameter's gradient with one dot
 product per image. The results equal the plain stage functions up to float rounding (tested).
 
+* :func:`white_balance_demosaic`: white balance on the mosaic, clip, bilinear demosaic,
 * :func:`exposure_tone`: exposure (``clip(x 2^ev)``) then highlights/shadows,
 * :func:`encode_tone`: sRGB encoding then brightness and contrast.
 
@@ -19,8 +20,10 @@ import torch
 
 from ..color import _srgb_encode_nonneg
 from ._util import float_mask
+from .demosaic import demosaic_bilinear
+from .white_balance import white_balance
 
-__all__ = ["exposure_tone", "encode_tone", "saturate_fused"]
+__all__ = ["white_balance_demosaic", "exposure_tone", "encode_tone", "saturate_fused"]
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -36,6 +39,67 @@ def _sum(a: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def _needs(ctx, i: int) -> bool:
     return bool(ctx.needs_input_grad[i])
+
+
+# ---------------------------------------------------------------------------------------------
+# white balance + clip + demosaic (the mosaic is data, the gains are parameters)
+
+
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` x ``(B, C, H, W)`` -> ``(B, C)``: per-image, per-channel ``sum(a * b)``."""
+    n, c = a.shape[:2]
+    return torch.bmm(a.reshape(n * c, 1, -1), b.reshape(n * c, -1, 1)).reshape(n, c)
+
+
+class _WhiteBalanceDemosaic(torch.autograd.Function):
+    """Gradient with respect to the gains only.
+
+    Bilinear demosaicing interpolates every channel from samples of that colour alone, so output
+    channel ``c`` depends on gain ``g_c`` alone: ``D_c = demosaic_c(clip(g_c m))`` and
+    ``dD_c / dg_c = demosaic_c(m [g_c m <= 1])``. That derivative image is made in the forward
+    pass (without autograd, on the phase planes: ``D_c / g_c`` when no sample clipped, else one
+    more demosaic), and the backward pass is one dot product per channel, instead of the
+    adjoint demosaic, the sparse colour planes and the clip mask through autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, gains, mosaic, cfa_index, patterns):  # noqa: D102
+        b, _, h, w = mosaic.shape
+        g = torch.gather(gains.to(mosaic.dtype), 1, cfa_index.to(mosaic.device)).reshape(b, 1, 2, 1, 2)
+        prod = mosaic.reshape(b, h // 2, 2, w // 2, 2) * g
+        clipped = bool((prod > 1.0).any())  # gains are positive and the mosaic is in [0, 1]
+        out = demosaic_bilinear(prod.clamp_(0.0, 1.0).reshape(b, 1, h, w), patterns)
+        if clipped:  # torch.clamp's convention: the gradient passes on [0, 1], ends included
+            inside = float_mask(prod, mosaic.reshape(b, h // 2, 2, w // 2, 2) * g)
+            deriv = demosaic_bilinear(inside.mul_(mosaic.reshape(b, h // 2, 2, w // 2, 2)).reshape(b, 1, h, w), patterns)
+            ctx.save_for_backward(deriv, None)
+        else:
+            ctx.save_for_backward(out, gains)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        deriv, gains = ctx.saved_tensors
+        gg = _channel_dot(grad, deriv)
+        return (gg if gains is None else gg / gains), None, None, None
+
+
+def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor, patterns) -> torch.Tensor:
+    """``demosaic_bilinear(white_balance(mosaic, gains, cfa_index), patterns)``, as one autograd
+    node when only the gains need a gradient (the mosaic is data).
+
+    Args:
+        mosaic: ``(B, 1, H, W)`` in ``[0, 1]``, H and W even.
+        gains: ``(B, 3)`` positive R/G/B gains.
+        cfa_index: ``(B, 4)`` channel of each 2x2 CFA position.
+        patterns: CFA string or B strings.
+
+    Returns:
+        ``(B, 3, H, W)``.
+    """
+    if torch.is_grad_enabled() and gains.requires_grad and not mosaic.requires_grad:
+        return _WhiteBalanceDemosaic.apply(gains, mosaic, cfa_index, patterns)
+    return demosaic_bilinear(white_balance(mosaic, gains, cfa_index), patterns)
 
 
 # ---------------------------------------------------------------------------------------------

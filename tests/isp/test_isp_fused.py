@@ -7,7 +7,7 @@ import torch
 from torch.autograd import gradcheck
 
 from isp import stages as S
-from isp.stages.fused import encode_tone, exposure_tone, saturate_fused
+from isp.stages.fused import encode_tone, exposure_tone, saturate_fused, white_balance_demosaic
 
 D = torch.float64
 
@@ -94,6 +94,27 @@ def test_fused_gradcheck_float64():
     k0 = torch.tensor(1.3, dtype=D, requires_grad=True)
     assert gradcheck(lambda x, k: exposure_tone(x, k), (x, k0))
     assert gradcheck(lambda x, k: encode_tone(x, k, None), (x, k0))
+
+
+@pytest.mark.parametrize("clipped", [False, True])
+def test_white_balance_demosaic_matches_stages(clipped):
+    """The gains-only node equals white balance -> demosaic through autograd, with and without
+    clipped samples (gradient blocked there, passed at exactly 1), for a batch of different
+    CFA phases; float64 gradcheck."""
+    mosaic = _rand(3, 1, 6, 8, lo=0.05, hi=0.4 if not clipped else 0.95, seed=5)
+    gains = torch.tensor([[2.0, 1.0, 1.5], [1.2, 0.9, 2.4], [1.7, 1.1, 1.3]], dtype=D, requires_grad=True)
+    patterns = ["RGGB", "GBRG", "BGGR"]
+    cfa = torch.tensor([[{"R": 0, "G": 1, "B": 2}[c] for c in p] for p in patterns])
+    if clipped:  # one red sample lands exactly on 1 (gradient passes), others above 1 (blocked)
+        mosaic[0, 0, 0, 0] = 0.5
+    ref = S.demosaic_bilinear(S.white_balance(mosaic, gains, cfa), patterns)
+    ours = white_balance_demosaic(mosaic, gains, cfa, patterns)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    assert ((S.white_balance(mosaic, gains, cfa) >= 1.0).any()) == clipped
+    for a, b in zip(_grads(ours, [gains]), _grads(ref, [gains])):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    mosaic[0, 0, 0, 0] = 0.3  # gradcheck's finite differences need a distance from the kink at 1
+    assert gradcheck(lambda g: white_balance_demosaic(mosaic, g, cfa, patterns), (gains,))
 
 
 def test_exposure_tone_rejects_half_curve():
