@@ -237,13 +237,14 @@ def test_tune_allocator_reuses_freed_memory_without_page_faults():
 
 def test_inference_path_equals_the_autograd_path(sample_dngs):
     """Without autograd the pipeline takes other code paths (phase-plane demosaic, in-place
-    clips, stages overwriting their fresh inputs); the image must be the same."""
+    clips, stages overwriting their fresh inputs, views of the rows a tile keeps); the image must
+    be the same, tiled or not."""
     raws = [isp.read_raw(p).preview(128).center_crop(64, 64) for p in sample_dngs[:3]]
     batch = isp.RawBatch.from_raws(raws)
     g = torch.Generator().manual_seed(5)
     params = isp.unit_to_params(torch.rand(3, isp.NUM_PARAMS, generator=g) * 1.8 - 0.9)
-    m = isp.ISP()
-    with torch.inference_mode():
-        fast = m(batch, params)
-    slow = m(batch, params.clone().requires_grad_(True)).detach()
-    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
+    slow = isp.ISP(tile_pixels=0)(batch, params.clone().requires_grad_(True)).detach()
+    for tile_pixels in (0, 3 * 64 * 16):  # untiled, and tiles of 16 rows (+ halo)
+        with torch.inference_mode():
+            fast = isp.ISP(tile_pixels=tile_pixels)(batch, params)
+        torch.testing.assert_close(fast, slow, atol=2e-6, rtol=0)
