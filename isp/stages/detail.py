@@ -215,7 +215,14 @@ class _HalfPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         b, c, h, w = g.shape
-        return (g * 0.25)[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+        q = g * 0.25
+        out = g.new_empty(b, c, h, 2, w, 2)
+        # two strided copies for the even rows, one contiguous copy for the odd ones: a copy from
+        # a broadcast 2x2 view (inner axis of length 2) is about three times slower
+        out[:, :, :, 0, :, 0].copy_(q)
+        out[:, :, :, 0, :, 1].copy_(q)
+        out[:, :, :, 1].copy_(out[:, :, :, 0])
+        return out.view(b, c, 2 * h, 2 * w)
 
 
 def _upsample2_adjoint_axis(g: torch.Tensor, dim: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from ..color import _srgb_encode_nonneg
 from ._util import float_mask
 from .demosaic import demosaic_bilinear
-from .white_balance import white_balance
+from .white_balance import cfa_rows, white_balance
 
 __all__ = ["white_balance_demosaic", "exposure_tone", "encode_tone", "saturate_fused"]
 
@@ -65,13 +65,14 @@ class _WhiteBalanceDemosaic(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gains, mosaic, cfa_index, patterns):  # noqa: D102
         b, _, h, w = mosaic.shape
-        g = torch.gather(gains.to(mosaic.dtype), 1, cfa_index.to(mosaic.device)).reshape(b, 1, 2, 1, 2)
-        prod = mosaic.reshape(b, h // 2, 2, w // 2, 2) * g
+        g = cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
+        m = mosaic.reshape(b, h // 2, 2, w)
+        prod = m * g
         clipped = bool((prod > 1.0).any())  # gains are positive and the mosaic is in [0, 1]
         out = demosaic_bilinear(prod.clamp_(0.0, 1.0).reshape(b, 1, h, w), patterns)
         if clipped:  # torch.clamp's convention: the gradient passes on [0, 1], ends included
-            inside = float_mask(prod, mosaic.reshape(b, h // 2, 2, w // 2, 2) * g)
-            deriv = demosaic_bilinear(inside.mul_(mosaic.reshape(b, h // 2, 2, w // 2, 2)).reshape(b, 1, h, w), patterns)
+            inside = float_mask(prod, m * g)
+            deriv = demosaic_bilinear(inside.mul_(m).reshape(b, 1, h, w), patterns)
             ctx.save_for_backward(deriv, None)
         else:
             ctx.save_for_backward(out, gains)
