@@ -47,8 +47,7 @@ def _needs(ctx, i: int) -> bool:
 
 def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` x ``(B, C, H, W)`` -> ``(B, C)``: per-image, per-channel ``sum(a * b)``."""
-    n, c = a.shape[:2]
-    return torch.bmm(a.reshape(n * c, 1, -1), b.reshape(n * c, -1, 1)).reshape(n, c)
+    return torch.einsum("bchw,bchw->bc", a, b)  # bmm of (B C, 1, HW) x (B C, HW, 1) is ~8x slower on CPU
 
 
 class _WhiteBalanceDemosaic(torch.autograd.Function):
