@@ -31,6 +31,26 @@ def float_mask(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.eq(a, b, out=torch.empty_like(a))
 
 
+def write_pairs(out: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``out[..., 0] = first`` and ``out[..., 1] = second`` for ``out`` of shape ``(..., 2)``:
+    interleaves two tensors along the last axis (e.g. even and odd columns).
+
+    Float32/float64 pairs are written as one complex number each (``torch.complex`` into a
+    complex view of ``out``), about twice as fast on CPU as copying into the two stride-2 halves
+    or through a permuted view, whose inner axis of length 2 is not vectorised.
+
+    Returns:
+        ``out``.
+    """
+    if (out.dtype in (torch.float32, torch.float64) and out.stride(-1) == 1
+            and all(st % 2 == 0 for st in out.stride()[:-1]) and out.storage_offset() % 2 == 0):
+        torch.complex(first, second, out=torch.view_as_complex(out))
+    else:
+        out[..., 0].copy_(first)
+        out[..., 1].copy_(second)
+    return out
+
+
 class _Clamp01(torch.autograd.Function):
     """``clamp(x, 0, 1)`` that keeps a 0/1 mask for backward instead of the input (autograd's
     clamp backward recomputes two comparisons, an ``and`` and a ``where`` from the saved input)."""

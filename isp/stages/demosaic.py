@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._util import write_pairs
+
 _INDEX = {"R": 0, "G": 1, "B": 2}
 
 
@@ -109,8 +111,8 @@ def _demosaic_phase_planes(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
     phase ``(py, px)`` is the mean of one, two or four samples of that plane at offsets given by
     :func:`_neighbour_offsets` (green: the four direct neighbours, on both green planes). The
     planes are padded by replication, which is the mosaic's reflection padding seen from one
-    colour. All arithmetic runs on contiguous quarter planes; one strided copy interleaves the
-    result.
+    colour. All arithmetic runs on contiguous quarter planes; one pass interleaves the result
+    (:func:`isp.stages._util.write_pairs`).
     """
     b, _, h, w = mosaic.shape
     h2, w2 = h // 2, w // 2
@@ -144,7 +146,9 @@ def _demosaic_phase_planes(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
                 for t in terms[2:]:
                     dst.add_(at(*t))
                 dst.mul_(1.0 / len(terms))
-    return out.permute(0, 1, 4, 2, 5, 3).reshape(b, 3, h, w)
+    rgb = mosaic.new_empty(b, 3, h2, 2, w2, 2)  # (channel, row, phase y, column, phase x)
+    write_pairs(rgb, out[:, :, :, 0].transpose(2, 3), out[:, :, :, 1].transpose(2, 3))
+    return rgb.view(b, 3, h, w)
 
 
 def _bilinear_filters(sp: torch.Tensor) -> torch.Tensor:

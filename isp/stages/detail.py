@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import clamp01, per_image
+from ._util import clamp01, per_image, write_pairs
 from ..color import LUMA_WEIGHTS
 from .adjust import luminance, rb_chroma
 
@@ -217,10 +217,9 @@ class _HalfPool(torch.autograd.Function):
         b, c, h, w = g.shape
         q = g * 0.25
         out = g.new_empty(b, c, h, 2, w, 2)
-        # two strided copies for the even rows, one contiguous copy for the odd ones: a copy from
-        # a broadcast 2x2 view (inner axis of length 2) is about three times slower
-        out[:, :, :, 0, :, 0].copy_(q)
-        out[:, :, :, 0, :, 1].copy_(q)
+        # columns doubled into the even rows, which are copied to the odd ones: a copy from a
+        # broadcast 2x2 view (inner axis of length 2) is several times slower
+        write_pairs(out[:, :, :, 0], q, q)
         out[:, :, :, 1].copy_(out[:, :, :, 0])
         return out.view(b, c, 2 * h, 2 * w)
 

@@ -289,3 +289,21 @@ def test_luminance_and_chroma_adjoints():
     assert gradcheck(S.luminance, (x,))
     assert gradcheck(rb_chroma, (x,))
     torch.testing.assert_close(rb_chroma(x.detach()), x.detach()[:, 0::2] - S.luminance(x.detach()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_write_pairs_interleaves_like_stack(dtype):
+    """The complex-view fast path (float32/64) and the plain fallback (float16, or an odd
+    offset) both interleave like torch.stack along a new last axis, into views as used."""
+    from isp.stages._util import write_pairs
+
+    a, b = _rand(2, 3, 5, 7, seed=1, dtype=dtype), _rand(2, 3, 5, 7, seed=2, dtype=dtype)
+    ref = torch.stack([a, b], dim=-1)
+    out = torch.full((2, 3, 5, 7, 2), float("nan"), dtype=dtype)
+    assert write_pairs(out, a, b) is out
+    assert torch.equal(out, ref)
+    big = torch.full((2, 3, 5, 2, 7, 2), float("nan"), dtype=dtype)  # odd rows of a 2x2-phase layout
+    write_pairs(big[:, :, :, 1], a, b)
+    assert torch.equal(big[:, :, :, 1], ref) and big[:, :, :, 0].isnan().all()
+    flat = torch.zeros(1 + 2 * 3 * 5 * 7 * 2, dtype=dtype)[1:].view(2, 3, 5, 7, 2)  # odd storage offset
+    assert torch.equal(write_pairs(flat, a, b), ref)
