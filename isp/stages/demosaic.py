@@ -74,9 +74,6 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
         patterns = [patterns]
     if len(patterns) not in (1, b):
         raise ValueError(f"need 1 or {b} CFA patterns, got {len(patterns)}")
-    # Reflection-pad the mosaic by one pixel, then split it into sparse colour planes with the
-    # CFA tile shifted by one in each axis: the same as padding the sparse planes (the reflected
-    # row -1 is row 1, which has row -1's CFA phase), at a third of the padding work.
     if not (torch.is_grad_enabled() and mosaic.requires_grad):  # no gradient: the faster phase-plane form
         if len(set(patterns)) == 1:
             return _demosaic_phase_planes(mosaic, patterns[0])
@@ -85,6 +82,9 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
             idx = [i for i, p in enumerate(patterns) if p == pat]  # several patterns: one per image
             out[idx] = _demosaic_phase_planes(mosaic[idx], pat)
         return out
+    # Reflection-pad the mosaic by one pixel, then split it into sparse colour planes with the
+    # CFA tile shifted by one in each axis: the same as padding the sparse planes (the reflected
+    # row -1 is row 1, which has row -1's CFA phase), at a third of the padding work.
     tiles = _tiles(patterns, mosaic.device, mosaic.dtype).roll((1, 1), dims=(-2, -1)).reshape(-1, 3, 1, 2, 1, 2)
     padded = F.pad(mosaic, (1, 1, 1, 1), mode="reflect")
     sp = (padded.reshape(b, 1, h // 2 + 1, 2, w // 2 + 1, 2) * tiles).reshape(b, 3, h + 2, w + 2)

@@ -137,7 +137,7 @@ def _binomial_steps(sigma: float) -> int | None:
 def lowpass_radius(sigma: float) -> int:
     """Pixels of context that :func:`lowpass` of ``sigma`` reads on each side."""
     steps = _binomial_steps(sigma)
-    return max(1, int(math.ceil(3.0 * sigma))) if steps is None else steps // 2
+    return len(_kernel(float(sigma))) - 1 if steps is None else steps // 2
 
 
 def binomial_blur(x: torch.Tensor, steps: int = 4) -> torch.Tensor:

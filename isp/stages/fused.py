@@ -68,9 +68,10 @@ class _WhiteBalanceDemosaic(torch.autograd.Function):
         m = mosaic.reshape(b, h // 2, 2, w)
         prod = m * g
         clipped = bool((prod > 1.0).any())  # gains are positive and the mosaic is in [0, 1]
-        out = demosaic_bilinear(prod.clamp_(0.0, 1.0).reshape(b, 1, h, w), patterns)
+        wb = prod.clamp(0.0, 1.0) if clipped else prod.clamp_(0.0, 1.0)  # keep the product for the mask
+        out = demosaic_bilinear(wb.reshape(b, 1, h, w), patterns)
         if clipped:  # torch.clamp's convention: the gradient passes on [0, 1], ends included
-            inside = float_mask(prod, m * g)
+            inside = float_mask(wb, prod)
             deriv = demosaic_bilinear(inside.mul_(m).reshape(b, 1, h, w), patterns)
             ctx.save_for_backward(deriv, None)
         else:
