@@ -160,6 +160,18 @@ def build_env_kwargs(config: dict) -> dict:
     return env
 
 
+def potential_kwargs(env: dict) -> dict:
+    """The reward potential's weights (``envs.core.potential``) from a config's ``env`` section:
+    ``reward_scale``, ``clip_penalty``, ``param_penalty``, ``cast_penalty`` as floats, with the
+    environment's defaults."""
+    return dict(
+        reward_scale=float(env.get("reward_scale", 10.0)),
+        clip_penalty=float(env.get("clip_penalty", 0.0)),
+        param_penalty=float(env.get("param_penalty", 0.0)),
+        cast_penalty=float(env.get("cast_penalty", 0.0)),
+    )
+
+
 def dump_json(path: str | Path, obj: Any) -> None:
     """Atomic, indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

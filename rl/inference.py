@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from envs.isp_tuning import ATTR_BOUND
-from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml
+from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml, potential_kwargs
 
 __all__ = ["AgentParamsPredictor", "FALLBACKS", "ObsNormalizer", "build_policy", "fallback_mode", "load_policy_weights"]
 
@@ -139,12 +139,7 @@ class AgentParamsPredictor:
         self.thumb_size = int(env["thumb_size"])
         self.crop = tuple(env["crop"])
         self.preview_side = int(env["preview_side"])
-        self.potential_kwargs = dict(
-            reward_scale=float(env.get("reward_scale", 10.0)),
-            clip_penalty=float(env.get("clip_penalty", 0.0)),
-            param_penalty=float(env.get("param_penalty", 0.0)),
-            cast_penalty=float(env.get("cast_penalty", 0.0)),
-        )
+        self.potential_kwargs = potential_kwargs(env)
         inf = config.get("inference", {}) or {}
         self.fallback = fallback_mode(config)
         # Critic refinement: Adam steps on the agent's own Q(s, a) from the actor's action (no render).

@@ -108,7 +108,9 @@ def run(argv=None) -> int:
     from envs.core import TuningCore, load_image_set
     from envs.rewards import create_reward
     from envs.vec_env import IspTuningVecEnv
-    from rl.common import atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, resolve_device
+    from rl.common import (
+        atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, potential_kwargs, resolve_device,
+    )
     from rl.evaluate import evaluate_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
     from rl.training import (
@@ -224,10 +226,7 @@ def run(argv=None) -> int:
         predictor,
         ga_steps=int(ev.get("ga_steps", 60)),
         ga_lr=float(ev.get("ga_lr", 0.05)),
-        reward_scale=float(env_kwargs["reward_scale"]),
-        param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
-        clip_penalty=float(env_kwargs.get("clip_penalty", 0.0)),
-        cast_penalty=float(env_kwargs.get("cast_penalty", 0.0)),
+        **potential_kwargs(env_kwargs),
         seed=int(config["seed"]),
     )
     results["meta"] = {

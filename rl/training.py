@@ -25,6 +25,7 @@ from rl.common import (
     atomic_write_text,
     dump_json,
     load_npz,
+    potential_kwargs,
     save_npz,
 )
 from rl.inference import ObsNormalizer, _algo_class
@@ -97,12 +98,9 @@ def add_demonstrations(
     obs0, phi0 = np.stack(obs0), np.asarray(phi0)
     path_u, path_r = [], []
     evals_before = core.reward_evals
+    weights = potential_kwargs(env_kwargs)
     gradient_ascent(
-        core, idx, steps=int(steps), lr=float(lr),
-        reward_scale=float(env_kwargs.get("reward_scale", 10.0)),
-        param_penalty=float(env_kwargs.get("param_penalty", 0.0)),
-        clip_penalty=float(env_kwargs.get("clip_penalty", 0.0)),
-        cast_penalty=float(env_kwargs.get("cast_penalty", 0.0)),
+        core, idx, steps=int(steps), lr=float(lr), **weights,
         trace=lambda u, o: (path_u.append(u.copy()), path_r.append(o - phi0)),
     )
     actions = np.concatenate(path_u).astype(np.float32)  # (steps * B, P), step-major
@@ -116,7 +114,7 @@ def add_demonstrations(
     for k in range(0, len(actions), n_envs):
         sl = slice(k, k + n_envs)
         buffer.add(obs[sl], obs[sl], actions[sl], rewards[sl], np.ones(n_envs, np.float32), [{} for _ in range(n_envs)])
-    best_gain = np.max(np.stack(path_r), axis=0) / float(env_kwargs.get("reward_scale", 10.0))
+    best_gain = np.max(np.stack(path_r), axis=0) / weights["reward_scale"]
     return {
         "transitions": int(len(actions)),
         "reward_evals": int(core.reward_evals - evals_before),
