@@ -49,12 +49,15 @@ class ImageSet:
         crop: ``(H, W)`` mosaic size.
         flips: per entry, whether the rendering is mirrored left-right before it is scored
             (an augmentation; ``None`` = never).
+        sources: per entry, the dataset entry (``.id``, ``.dng``, ``.expert_c``, ``.scene``,
+            ``.condition``) its crop was cut from (``None`` when built from RawImages directly).
     """
 
     raws: list
     ids: list[str]
     crop: tuple[int, int]
     flips: list[bool] | None = None
+    sources: list | None = None
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -62,6 +65,10 @@ class ImageSet:
     def flip_mask(self, idx: Sequence[int]) -> list[bool]:
         """Which of the entries ``idx`` are mirrored."""
         return [bool(self.flips[int(i)]) if self.flips else False for i in idx]
+
+    def center_indices(self) -> list[int]:
+        """The entries that are the center crop of their photograph (one per photograph)."""
+        return [i for i, name in enumerate(self.ids) if "/" not in name]
 
 
 def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, *, cropped: bool = True):
@@ -165,14 +172,15 @@ def load_image_set(
         raise ValueError(f"the {split!r} split of {root} is empty")
     crop = tuple(int(c) for c in crop)
     rng = np.random.default_rng(augment_seed)
-    raws, ids, flips = [], [], []
+    raws, ids, flips, sources = [], [], [], []
     for e in entries:
         preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
         for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
             raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
             ids.append(f"{e.id}/{name}" if name else e.id)
             flips.append(bool(flip) and k % 2 == 1)
-    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None)
+            sources.append(e)
+    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources)
 
 
 def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:

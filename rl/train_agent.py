@@ -111,7 +111,7 @@ def run(argv=None) -> int:
     from rl.common import (
         atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, potential_kwargs, resolve_device,
     )
-    from rl.evaluate import evaluate_policies, save_before_after_grid, save_training_curve
+    from rl.evaluate import evaluate_policies, format_judges, judge_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
     from rl.training import (
         CurveCallback,
@@ -215,13 +215,14 @@ def run(argv=None) -> int:
     if curve:
         save_training_curve(run_dir / "training_curve.png", [c["timesteps"] for c in curve], [c["mean_return"] for c in curve], [c["mean_score"] for c in curve])
 
-    # 4. Held-out evaluation: default params, agent, random search, gradient ascent.
+    # 4. Held-out evaluation: default params, agent, random search, gradient ascent; then the judges
+    #    on the whole held-out RAWs at full resolution.
     if args.no_eval:
         return 0
     test_core = TuningCore(test_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
     model.policy.set_training_mode(False)
     predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
-    results, renders = evaluate_policies(
+    results, units = evaluate_policies(
         test_core,
         predictor,
         ga_steps=int(ev.get("ga_steps", 60)),
@@ -229,6 +230,10 @@ def run(argv=None) -> int:
         **potential_kwargs(env_kwargs),
         seed=int(config["seed"]),
     )
+    centers = test_images.center_indices()
+    max_side = ev.get("judge_max_side", 2048)
+    thumbs = judge_policies(results, [test_images.sources[i] for i in centers], {p: u[centers] for p, u in units.items()},
+                            reward, device=device, max_side=None if max_side is None else int(max_side))
     results["meta"] = {
         "reward": config["reward"],
         "reward_description": reward.description,
@@ -243,14 +248,17 @@ def run(argv=None) -> int:
 
         results["meta"]["demonstrations"] = json.loads((run_dir / DEMOS_FILE).read_text())
     dump_json(run_dir / EVAL_FILE, results)
-    save_before_after_grid(run_dir / "before_after.png", renders, results, test_images.ids,
-                           orientations=[r.orientation for r in test_images.raws])
+    save_before_after_grid(run_dir / "before_after.png", thumbs, results)
     d, a = results["default"]["mean_score"], results["agent"]["mean_score"]
     am = results["amortisation"]
     print(f"held-out mean score: default {d:.4f}, agent {a:.4f} ({'+' if a >= d else ''}{a - d:.4f}), "
           f"random search {results['random_search']['mean_score']:.4f}, gradient ascent {results['gradient_ascent']['mean_score']:.4f}")
     ratio = am["score_gain_ratio"]
-    print(f"amortisation: gain ratio {ratio if ratio is None else round(ratio, 3)}, compute ratio {am['compute_ratio']:.0f}x; wrote {run_dir / EVAL_FILE}")
+    print(f"amortisation: gain ratio {ratio if ratio is None else round(ratio, 3)}, compute ratio {am['compute_ratio']:.0f}x")
+    print(f"judges on {len(centers)} whole held-out images (longer side <= {max_side}; reward = the env's view, "
+          f"reward_full = the whole image):")
+    print(format_judges(results))
+    print(f"wrote {run_dir / EVAL_FILE} and {run_dir / 'before_after.png'}")
     return 0
 
 

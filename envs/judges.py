@@ -1,7 +1,18 @@
-"""Objective comparison of renderings with an expert retouch: colour conversion, alignment, metrics.
+"""Judges: objective measures of a rendering that the agent never trains on.
 
-Images here are numpy float arrays ``(H, W, 3)`` in ``[0, 1]`` (sRGB, display-encoded). The
-metrics come from libraries: PSNR and SSIM from scikit-image, CIEDE2000 from colour-science.
+An agent trained on a learned reward finds what the reward gets wrong, so every evaluation
+reports, beside the reward, these measures of the *whole* rendered image:
+
+- against the expert rendering, where one exists: mean CIEDE2000 (colour-science), PSNR and SSIM
+  (scikit-image), and the colour cast relative to the expert (distance between the two images'
+  mean a*, b*);
+- without a reference: the clipped-pixel fraction and the grey-world colour cast (the same
+  measures the environment's penalties use, :func:`envs.core.clipped_fraction` and
+  :func:`envs.core.colour_cast`).
+
+:func:`judge` measures one image; :func:`summarize` averages per policy and per capture
+condition. Images are numpy float arrays ``(H, W, 3)`` in ``[0, 1]`` (sRGB, display-encoded)
+or ``(3, H, W)`` tensors.
 
 Example:
     >>> expert = load_expert_srgb("tiff16_c/a0001-x.tif")          # doctest: +SKIP
@@ -20,6 +31,11 @@ import skimage.metrics
 import skimage.transform
 
 __all__ = [
+    "JUDGES",
+    "LOWER_BETTER",
+    "judge",
+    "summarize",
+    "cast_vs_expert",
     "read_prophoto_tiff",
     "prophoto_to_srgb",
     "load_expert_srgb",
@@ -109,8 +125,27 @@ def prophoto_to_srgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(out), 0.0, 1.0)
 
 
+_SRGB_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
 def load_expert_srgb(path: str | os.PathLike) -> np.ndarray:
-    """Reads an Expert C TIFF and converts it to sRGB; ``(H, W, 3)`` float64 in ``[0, 1]``."""
+    """Reads an expert rendering as sRGB; ``(H, W, 3)`` float64 in ``[0, 1]``.
+
+    A TIFF is an MIT-Adobe-5K-style export (16-bit ProPhoto RGB) and is converted; a PNG or
+    JPEG is taken as sRGB, as such files are written unless they carry another profile.
+    """
+    path = Path(path)
+    if path.suffix.lower() in _SRGB_SUFFIXES:
+        from PIL import Image
+
+        if not path.is_file():
+            raise FileNotFoundError(f"expert image {str(path)!r} does not exist")
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+        except OSError as exc:
+            raise ValueError(f"cannot read expert image {str(path)!r}: {exc}") from exc
+        return arr
     return prophoto_to_srgb(read_prophoto_tiff(path))
 
 
@@ -197,3 +232,81 @@ def compare(img, ref) -> dict[str, float]:
     """PSNR, SSIM and mean CIEDE2000 of ``img`` against the reference ``ref`` (same size)."""
     img, ref = to_hwc(img), to_hwc(ref)
     return {"psnr": psnr(img, ref), "ssim": ssim(img, ref), "delta_e2000": mean_delta_e2000(img, ref)}
+
+
+# -- whole-image judges ---------------------------------------------------------------------------
+#: Judge names in reporting order, and whether lower is better for each.
+JUDGES: tuple[str, ...] = ("delta_e2000", "psnr", "ssim", "cast_vs_expert", "clipped_fraction", "colour_cast")
+LOWER_BETTER: dict[str, bool] = {
+    "delta_e2000": True, "psnr": False, "ssim": False, "cast_vs_expert": True, "clipped_fraction": True, "colour_cast": True,
+}
+
+
+def cast_vs_expert(img: np.ndarray, ref: np.ndarray) -> float:
+    """Colour cast relative to the reference: distance between the mean (a*, b*) of both images.
+
+    A global white-balance error moves every pixel's chroma the same way, so it shows in the mean
+    chroma; a saturation change that is symmetric around grey mostly does not.
+    """
+    img, ref = to_hwc(img), to_hwc(ref)
+    _check_same(img, ref)
+    a = srgb_to_lab(img)[..., 1:].reshape(-1, 2).mean(axis=0)
+    b = srgb_to_lab(ref)[..., 1:].reshape(-1, 2).mean(axis=0)
+    return float(np.linalg.norm(a - b))
+
+
+def judge(img, expert: np.ndarray | None = None) -> dict[str, float]:
+    """Every judge of one whole rendering.
+
+    Args:
+        img: our rendering, ``(H, W, 3)`` array or ``(3, H, W)`` tensor, sRGB in ``[0, 1]``.
+        expert: the expert rendering (any size and orientation: it is aligned with
+            :func:`align_to`), or ``None`` where there is none.
+
+    Returns:
+        ``clipped_fraction`` and ``colour_cast`` always; ``delta_e2000``, ``psnr``, ``ssim`` and
+        ``cast_vs_expert`` with an expert.
+    """
+    import torch
+
+    from envs.core import clipped_fraction, colour_cast
+
+    ours = to_hwc(img)
+    t = torch.as_tensor(np.ascontiguousarray(ours.transpose(2, 0, 1)), dtype=torch.float32)[None]
+    out = {"clipped_fraction": float(clipped_fraction(t)[0]), "colour_cast": float(colour_cast(t)[0])}
+    if expert is not None:
+        ref = align_to(expert, ours)
+        out.update(compare(ours, ref))
+        out["cast_vs_expert"] = cast_vs_expert(ours, ref)
+    return out
+
+
+def summarize(rows: list[dict], keys: tuple[str, ...] | None = None, by: str | None = "condition") -> dict:
+    """Means of the judges over images, overall and per group.
+
+    Args:
+        rows: one dict per image, holding judge values (missing or ``None`` values are skipped)
+            and the grouping field.
+        keys: which numeric fields to average (default: :data:`JUDGES` and ``score``).
+        by: the grouping field (``None``: overall only).
+
+    Returns:
+        ``{"mean": {key: value}, "n": N, "per_<by>": {group: {"mean": ..., "n": ...}}}``.
+    """
+    keys = keys or (*JUDGES, "score", "full_res_score")
+
+    def means(sub):
+        out = {}
+        for k in keys:
+            vals = [float(r[k]) for r in sub if r.get(k) is not None and np.isfinite(float(r[k]))]
+            if vals:
+                out[k] = float(np.mean(vals))
+        return out
+
+    result = {"mean": means(rows), "n": len(rows)}
+    if by is not None:
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(str(r.get(by) or "all"), []).append(r)
+        result[f"per_{by}"] = {g: {"mean": means(sub), "n": len(sub)} for g, sub in sorted(groups.items())}
+    return result
