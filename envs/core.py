@@ -22,6 +22,8 @@ __all__ = [
     "CROP_MODES",
     "ImageSet",
     "crop_windows",
+    "whole_view",
+    "make_view",
     "preview_for_crop",
     "prepare_raw",
     "StepResult",
@@ -31,9 +33,10 @@ __all__ = [
     "potential",
 ]
 
-# How ``load_image_set`` cuts crops out of each preview: the center only, the center and the four
-# corners (the IQA test protocol), or the center plus random windows (training augmentation).
-CROP_MODES = ("center", "five", "random")
+# How ``load_image_set`` makes the environment's views of each preview: the whole image resampled
+# to the crop shape (tone and colour are judged on the whole picture), the center crop only, the
+# center and the four corners (the IQA test protocol), or the center plus random windows.
+CROP_MODES = ("whole", "center", "five", "random")
 
 
 @dataclass
@@ -103,6 +106,44 @@ def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int]
     return raw.center_crop(h, w) if cropped else raw
 
 
+def whole_view(raw, shape: tuple[int, int]):
+    """The whole image of ``raw`` resampled to a mosaic of ``shape`` (the same CFA phase).
+
+    Each of the four CFA planes is resampled on its own (bilinear with antialiasing, so a
+    downscale averages like a box filter) and the planes are interleaved again, so the result is a
+    valid Bayer mosaic of the whole scene at a fixed size: views of photographs of any size and
+    aspect ratio stack into one batch (the aspect ratio is not kept; tone and colour do not depend
+    on it).
+
+    Args:
+        raw: an ``isp.RawImage`` (usually a preview a little larger than ``shape``).
+        shape: ``(H, W)`` of the view, even numbers.
+    """
+    h, w = (int(v) for v in shape)
+    if h % 2 or w % 2:
+        raise ValueError(f"view shape must be even, got {shape}")
+    m = torch.as_tensor(np.asarray(raw.mosaic, dtype=np.float32))
+    H, W = m.shape[0] // 2 * 2, m.shape[1] // 2 * 2
+    planes = m[:H, :W].reshape(H // 2, 2, W // 2, 2).permute(1, 3, 0, 2).reshape(1, 4, H // 2, W // 2)
+    if planes.shape[-2:] != (h // 2, w // 2):
+        planes = F.interpolate(planes, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
+    mosaic = planes.reshape(2, 2, h // 2, w // 2).permute(2, 0, 3, 1).reshape(h, w)
+    return raw.replace(mosaic=np.ascontiguousarray(mosaic.numpy(), dtype=np.float32))
+
+
+def make_view(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, mode: str = "center"):
+    """The environment's view of one RAW: ``whole`` (:func:`whole_view`) or the ``center`` crop.
+
+    Args:
+        get_preview: ``side -> isp.RawImage`` preview whose longest side is ``side``.
+        crop: ``(H, W)`` of the view. preview_side: longest side of the preview it is cut from.
+        mode: ``"whole"`` or ``"center"`` (the first window of every other crop mode).
+    """
+    if mode == "whole":
+        return whole_view(get_preview(max(int(preview_side), *crop)), crop)
+    return preview_for_crop(get_preview, crop, preview_side)
+
+
 def crop_windows(shape: tuple[int, int], crop: tuple[int, int], mode: str = "center", n: int = 1, rng=None) -> list[tuple[str, int, int]]:
     """Top-left corners of the crops cut out of a mosaic, with even offsets (the CFA phase is kept).
 
@@ -130,9 +171,9 @@ def crop_windows(shape: tuple[int, int], crop: tuple[int, int], mode: str = "cen
     return out
 
 
-def prepare_raw(raw, crop: tuple[int, int], preview_side: int):
-    """:func:`preview_for_crop` for an in-memory ``isp.RawImage`` (what the predictor uses)."""
-    return preview_for_crop(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side)
+def prepare_raw(raw, crop: tuple[int, int], preview_side: int, mode: str = "center"):
+    """:func:`make_view` for an in-memory ``isp.RawImage`` (what the predictor uses)."""
+    return make_view(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side, mode)
 
 
 def load_image_set(
@@ -159,8 +200,10 @@ def load_image_set(
         split_name: which split file (``isp.fivek.load_split``'s ``split``).
         seed: split seed.
         limit: keep only the first ``limit`` images (``None`` = all).
-        crop_mode, crops_per_image: which windows become entries (:func:`crop_windows`).
-        flip: mirror every second ``random`` window left-right (augmentation; ``ImageSet.flips``).
+        crop_mode, crops_per_image: which views become entries: ``whole`` (:func:`whole_view`, one
+            per RAW) or windows of the preview (:func:`crop_windows`).
+        flip: mirror every second ``random`` window left-right, or with ``whole`` add each RAW's
+            mirrored view as a second entry (augmentation; ``ImageSet.flips``).
         augment_seed: seed of the random windows.
     """
     from isp import fivek
@@ -174,6 +217,14 @@ def load_image_set(
     rng = np.random.default_rng(augment_seed)
     raws, ids, flips, sources = [], [], [], []
     for e in entries:
+        if crop_mode == "whole":
+            view = make_view(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, "whole")
+            for k in range(2 if flip else 1):
+                raws.append(view)
+                ids.append(e.id if k == 0 else f"{e.id}/flip")
+                flips.append(k == 1)
+                sources.append(e)
+            continue
         preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
         for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
             raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
@@ -186,6 +237,20 @@ def load_image_set(
 def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
     """Area-downscales ``(B, 3, H, W)`` images to ``(B, 3, size, size)``."""
     return F.adaptive_avg_pool2d(images, (size, size))
+
+
+def luma_histogram(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """Fraction of pixels per bin of display-encoded luma (Rec. 709 weights), ``(B, bins)``.
+
+    Tells the agent where the tones of a rendering lie (dark, bright, clipped) beyond what a
+    thumbnail's averages show.
+    """
+    w = torch.tensor([0.2126, 0.7152, 0.0722], device=images.device, dtype=images.dtype)
+    luma = torch.einsum("bchw,c->bhw", images, w).flatten(1)
+    idx = (luma * bins).long().clamp(0, bins - 1)
+    counts = torch.zeros(images.shape[0], bins, device=images.device, dtype=images.dtype)
+    counts.scatter_add_(1, idx, torch.ones_like(luma))
+    return counts / luma.shape[1]
 
 
 def clipped_fraction(images: torch.Tensor, eps: float = 1.0 / 255.0) -> torch.Tensor:
@@ -249,6 +314,7 @@ class StepResult:
         clipped: ``(B,)`` clipped-pixel fraction of the render.
         images: ``(B, 3, H, W)`` renders (only when requested), else ``None``.
         cast: ``(B,)`` :func:`colour_cast` of the render.
+        hist: ``(B, bins)`` :func:`luma_histogram` of the render (``(B, 0)`` without bins).
     """
 
     score: np.ndarray
@@ -258,6 +324,7 @@ class StepResult:
     clipped: np.ndarray
     images: np.ndarray | None = None
     cast: np.ndarray | None = None
+    hist: np.ndarray | None = None
 
     def row(self, i: int) -> "StepResult":
         """The ``i``-th entry as a batch of one."""
@@ -269,6 +336,7 @@ class StepResult:
             self.clipped[i : i + 1],
             None if self.images is None else self.images[i : i + 1],
             None if self.cast is None else self.cast[i : i + 1],
+            None if self.hist is None else self.hist[i : i + 1],
         )
 
 
@@ -280,6 +348,7 @@ class TuningCore:
         reward: a :class:`envs.rewards.RewardModel` or a registry name.
         reward_checkpoint: checkpoint for a named learned reward (``None`` = its default).
         thumb_size: side of the observation thumbnail.
+        hist_bins: bins of the observation's luma histogram (0 = none).
         device: torch device for the ISP and the reward model.
     """
 
@@ -290,6 +359,7 @@ class TuningCore:
         *,
         reward_checkpoint: str | None = None,
         thumb_size: int = 16,
+        hist_bins: int = 0,
         device: str | torch.device = "cpu",
     ) -> None:
         import isp
@@ -301,6 +371,7 @@ class TuningCore:
         self.reward = self.reward.to(self.device).eval()
         self.pipeline = isp.ISP().to(self.device).eval()
         self.thumb_size = int(thumb_size)
+        self.hist_bins = int(hist_bins)
         self.num_params = int(isp.NUM_PARAMS)
         self._neutral: dict[int, StepResult] = {}
         self.reward_evals = 0  # images scored so far (one per image per forward)
@@ -346,6 +417,7 @@ class TuningCore:
             clipped=clipped_fraction(imgs).float().cpu().numpy(),
             images=imgs.float().cpu().numpy() if keep_images else None,
             cast=colour_cast(imgs).float().cpu().numpy(),
+            hist=luma_histogram(imgs, self.hist_bins).float().cpu().numpy() if self.hist_bins else np.zeros((len(idx), 0), np.float32),
         )
 
     def neutral(self, idx: Sequence[int]) -> list[StepResult]:

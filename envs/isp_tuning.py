@@ -12,10 +12,40 @@ from gymnasium import spaces
 from envs.core import ImageSet, StepResult, TuningCore, load_image_set, potential
 from envs.rewards import RewardModel
 
-__all__ = ["IspTuningEnv", "MODES"]
+__all__ = ["IspTuningEnv", "MODES", "observe", "observation_bounds"]
 
 MODES = ("absolute", "incremental")
 ATTR_BOUND = 100.0  # attribute scores are clipped to [-ATTR_BOUND, ATTR_BOUND] in observations
+
+
+def observe(res: StepResult, unit: np.ndarray, t: int, horizon: int) -> np.ndarray:
+    """The observation of ``B`` renderings: thumbnail, luma histogram, attributes, params, time.
+
+    The one definition used by :class:`IspTuningEnv`, the vectorised env and the predictor that
+    applies a trained agent (:class:`rl.inference.AgentParamsPredictor`).
+
+    Args:
+        res: the renderings' :class:`envs.core.StepResult` (``B`` rows).
+        unit: ``(B, P)`` current params in the unit box.
+        t: steps taken so far. horizon: steps per episode.
+
+    Returns:
+        ``(B, D)`` float32 (layout in :class:`IspTuningEnv`'s table).
+    """
+    B = unit.shape[0]
+    hist = res.hist if res.hist is not None else np.zeros((B, 0), np.float32)
+    return np.concatenate(
+        [res.thumb.reshape(B, -1), hist.reshape(B, -1), np.clip(res.attributes, -ATTR_BOUND, ATTR_BOUND), unit,
+         np.full((B, 1), t / horizon)], axis=1,
+    ).astype(np.float32)
+
+
+def observation_bounds(thumb_size: int, hist_bins: int, num_params: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` of :func:`observe`'s output."""
+    t, h, P = int(thumb_size), int(hist_bins), int(num_params)
+    low = np.concatenate([np.zeros(3 * t * t + h), np.full(5, -ATTR_BOUND), -np.ones(P), [0.0]]).astype(np.float32)
+    high = np.concatenate([np.ones(3 * t * t + h), np.full(5, ATTR_BOUND), np.ones(P), [1.0]]).astype(np.float32)
+    return low, high
 
 
 @dataclass
@@ -50,14 +80,16 @@ class IspTuningEnv(gym.Env):
 
     ## Observation Space
 
-    `Box(float32)` of size `3 t^2 + 5 + P + 1` (`t = thumb_size`):
+    `Box(float32)` of size `3 t^2 + h + 5 + P + 1` (`t = thumb_size`, `h = hist_bins`), built by
+    `envs.isp_tuning.observe` (the same function serves the vectorised env and the predictor):
 
-    | Slice                 | Observation                                                        | Min  | Max |
-    |-----------------------|--------------------------------------------------------------------|------|-----|
-    | `[0, 3t^2)`           | thumbnail of the current rendering, RGB in `[0, 1]`, channel-major  | 0    | 1   |
-    | `[3t^2, 3t^2+5)`      | the reward model's five attribute scores of the current rendering  | -100 | 100 |
-    | `[3t^2+5, 3t^2+5+P)`  | current ISP parameters in the unit box                             | -1   | 1   |
-    | last                  | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
+    | Slice                     | Observation                                                        | Min  | Max |
+    |---------------------------|--------------------------------------------------------------------|------|-----|
+    | `[0, 3t^2)`               | thumbnail of the current rendering, RGB in `[0, 1]`, channel-major  | 0    | 1   |
+    | next `h`                  | luma histogram of the current rendering (fraction per bin)         | 0    | 1   |
+    | next 5                    | the reward model's five attribute scores of the current rendering  | -100 | 100 |
+    | next `P`                  | current ISP parameters in the unit box                             | -1   | 1   |
+    | last                      | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
 
     ## Rewards
 
@@ -92,8 +124,11 @@ class IspTuningEnv(gym.Env):
     - `reward`: registry name (`"attiqa"`, `"analytic"`) or a `RewardModel`;
       `reward_checkpoint`: its checkpoint (`None` = ATTIQA's starter model).
     - `mode`, `horizon`, `step_size`, `allow_stop`: see above.
-    - `crop` `(H, W)`, `preview_side`: preprocessing of every RAW; `thumb_size`: observation thumbnail.
-    - `crop_mode`, `crops_per_image`, `flip`: domain randomisation. `"random"` adds
+    - `crop` `(H, W)`, `preview_side`: preprocessing of every RAW; `thumb_size`, `hist_bins`:
+      observation thumbnail and luma histogram.
+    - `crop_mode`, `crops_per_image`, `flip`: the views. `"whole"` resamples each whole RAW to
+      `crop` (tone and colour are judged on the whole picture; `flip` adds its mirror image).
+      `"random"` adds
       `crops_per_image - 1` randomly placed crops of each RAW to the center one (each a separate
       episode context with its own neutral rendering), `flip` mirrors every second of them after
       rendering; `"five"` takes the center and the four corners. Default: the center crop only.
@@ -120,6 +155,7 @@ class IspTuningEnv(gym.Env):
         crops_per_image: int = 1,
         flip: bool = False,
         thumb_size: int = 16,
+        hist_bins: int = 0,
         reward_scale: float = 10.0,
         clip_penalty: float = 0.0,
         param_penalty: float = 0.0,
@@ -143,7 +179,8 @@ class IspTuningEnv(gym.Env):
                     data_root, split, preview_side=preview_side, crop=tuple(crop),
                     crop_mode=crop_mode, crops_per_image=crops_per_image, flip=flip,
                 )
-            core = TuningCore(images, reward, reward_checkpoint=reward_checkpoint, thumb_size=thumb_size, device=device)
+            core = TuningCore(images, reward, reward_checkpoint=reward_checkpoint, thumb_size=thumb_size, hist_bins=hist_bins,
+                              device=device)
         self.core = core
         self.mode = mode
         self.horizon = 1 if mode == "absolute" else int(horizon or 4)
@@ -158,12 +195,9 @@ class IspTuningEnv(gym.Env):
         self.render_mode = render_mode
 
         P = core.num_params
-        t = core.thumb_size
         self.num_params = P
         self.action_space = spaces.Box(-1.0, 1.0, shape=(P + int(self.allow_stop),), dtype=np.float32)
-        low = np.concatenate([np.zeros(3 * t * t), np.full(5, -ATTR_BOUND), -np.ones(P), [0.0]]).astype(np.float32)
-        high = np.concatenate([np.ones(3 * t * t), np.full(5, ATTR_BOUND), np.ones(P), [1.0]]).astype(np.float32)
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = spaces.Box(*observation_bounds(core.thumb_size, core.hist_bins, P), dtype=np.float32)
 
         self._image = 0
         self._unit = np.zeros(P, np.float32)
@@ -239,15 +273,7 @@ class IspTuningEnv(gym.Env):
         return self._obs(), float(reward), bool(terminated), False, self._info(stopped=stopped)
 
     def _obs(self) -> np.ndarray:
-        last = self._last
-        return np.concatenate(
-            [
-                last.thumb[0].reshape(-1),
-                np.clip(last.attributes[0], -ATTR_BOUND, ATTR_BOUND),
-                self._unit,
-                [self._t / self.horizon],
-            ]
-        ).astype(np.float32)
+        return observe(self._last, self._unit[None], self._t, self.horizon)[0]
 
     def _info(self, stopped: bool = False) -> dict[str, Any]:
         return {

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from envs.isp_tuning import ATTR_BOUND
+from envs.isp_tuning import observe
 from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml, potential_kwargs
 
 __all__ = ["AgentParamsPredictor", "FALLBACKS", "ObsNormalizer", "build_policy", "fallback_mode", "load_policy_weights"]
@@ -112,8 +112,9 @@ def fallback_mode(config: dict) -> str:
 class AgentParamsPredictor:
     """A trained agent that picks ISP parameters for RAW images.
 
-    Applies the environment's preprocessing (preview of ``env.preview_side``, center crop of
-    ``env.crop``), builds the same observation as the environment (thumbnail of the current
+    Applies the environment's preprocessing (preview of ``env.preview_side``, then the whole
+    image resampled to ``env.crop`` when the run trained on ``crop_mode: whole``, else its center
+    crop), builds the same observation as the environment (thumbnail of the current
     rendering, the reward model's attributes, current params, elapsed fraction), normalises it
     with the run's statistics and runs the deterministic policy (one step in ``absolute`` mode,
     ``horizon`` steps in ``incremental`` mode). ``inference.fallback`` in the config
@@ -137,8 +138,10 @@ class AgentParamsPredictor:
         self.step_size = float(env.get("step_size", 0.5))
         self.allow_stop = bool(env.get("allow_stop", False)) and self.mode == "incremental"
         self.thumb_size = int(env["thumb_size"])
+        self.hist_bins = int(env.get("hist_bins", 0))
         self.crop = tuple(env["crop"])
         self.preview_side = int(env["preview_side"])
+        self.view_mode = "whole" if env.get("crop_mode") == "whole" else "center"
         self.potential_kwargs = potential_kwargs(env)
         inf = config.get("inference", {}) or {}
         self.fallback = fallback_mode(config)
@@ -172,10 +175,7 @@ class AgentParamsPredictor:
 
     # -- core loop on a TuningCore ----------------------------------------------------------------
     def _obs(self, res, unit: np.ndarray, t: int) -> np.ndarray:
-        B = unit.shape[0]
-        obs = np.concatenate(
-            [res.thumb.reshape(B, -1), np.clip(res.attributes, -ATTR_BOUND, ATTR_BOUND), unit, np.full((B, 1), t / self.horizon)], axis=1
-        ).astype(np.float32)
+        obs = observe(res, unit, t, self.horizon)
         return self.normalizer(obs) if self.normalizer is not None else obs
 
     def predict_unit(self, core, idx: Sequence[int]) -> tuple[np.ndarray, int]:
@@ -272,8 +272,8 @@ class AgentParamsPredictor:
 
         out = []
         for raw in raws:  # one at a time: previews of different shapes do not stack
-            images = ImageSet([prepare_raw(raw, self.crop, self.preview_side)], [str(raw.path)], self.crop)
-            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, device=self.device)
+            images = ImageSet([prepare_raw(raw, self.crop, self.preview_side, self.view_mode)], [str(raw.path)], self.crop)
+            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, hist_bins=self.hist_bins, device=self.device)
             unit, _ = self.predict_unit(core, [0])
             out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
         return torch.stack(out).to(self.device)

@@ -31,7 +31,7 @@ from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  #
 # What --resume may change in a run's config (none of it alters the environment or the agent).
 RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
 # Keys of the config's `env` section that shape the image set, not the environment object.
-IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "crop_mode", "crops_per_image", "flip")
+IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "hist_bins", "crop_mode", "crops_per_image", "flip")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -174,7 +174,8 @@ def run(argv=None) -> int:
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
     print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
           f"({len(test_images)} crops, {ev.get('crop_mode', 'center')}) from {config['data']}")
-    core = TuningCore(train_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
+    core_kwargs = dict(thumb_size=int(env_kwargs["thumb_size"]), hist_bins=int(env_kwargs.get("hist_bins", 0)), device=device)
+    core = TuningCore(train_images, reward, **core_kwargs)
     venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in IMAGE_KEYS})
     venv = wrap_env(venv, bool(config.get("normalize", True)))
     config["obs_dim"] = int(venv.observation_space.shape[0])
@@ -219,7 +220,7 @@ def run(argv=None) -> int:
     #    on the whole held-out RAWs at full resolution.
     if args.no_eval:
         return 0
-    test_core = TuningCore(test_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
+    test_core = TuningCore(test_images, reward, **core_kwargs)
     model.policy.set_training_mode(False)
     predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
     results, units = evaluate_policies(
