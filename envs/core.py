@@ -54,6 +54,10 @@ class ImageSet:
             (an augmentation; ``None`` = never).
         sources: per entry, the dataset entry (``.id``, ``.dng``, ``.expert_c``, ``.scene``,
             ``.condition``) its crop was cut from (``None`` when built from RawImages directly).
+        details: per entry, a window of the *full-resolution* RAW at 1:1 pixel scale with
+            ``detail_halo`` extra pixels on every side (:func:`detail_window`), where denoising
+            and sharpening are judged at the scale they act on (``None``: no detail term).
+        detail_halo: the margin of every detail window, cut off after rendering.
     """
 
     raws: list
@@ -61,6 +65,8 @@ class ImageSet:
     crop: tuple[int, int]
     flips: list[bool] | None = None
     sources: list | None = None
+    details: list | None = None
+    detail_halo: int = 0
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -122,13 +128,46 @@ def whole_view(raw, shape: tuple[int, int]):
     h, w = (int(v) for v in shape)
     if h % 2 or w % 2:
         raise ValueError(f"view shape must be even, got {shape}")
-    m = torch.as_tensor(np.asarray(raw.mosaic, dtype=np.float32))
+    m = torch.from_numpy(np.array(raw.mosaic, dtype=np.float32))
     H, W = m.shape[0] // 2 * 2, m.shape[1] // 2 * 2
     planes = m[:H, :W].reshape(H // 2, 2, W // 2, 2).permute(1, 3, 0, 2).reshape(1, 4, H // 2, W // 2)
     if planes.shape[-2:] != (h // 2, w // 2):
         planes = F.interpolate(planes, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
     mosaic = planes.reshape(2, 2, h // 2, w // 2).permute(2, 0, 3, 1).reshape(h, w)
     return raw.replace(mosaic=np.ascontiguousarray(mosaic.numpy(), dtype=np.float32))
+
+
+def detail_window(raw, size: int, halo: int, rng=None):
+    """A ``size`` x ``size`` window of a full-resolution RAW plus ``halo`` pixels on every side.
+
+    Rendering the window and cutting ``halo`` pixels off each side gives the same pixels as
+    rendering the whole RAW and cutting out the window, provided ``halo`` covers the ISP's
+    neighbourhoods (demosaic, denoise, sharpening); that is what makes the detail term of the
+    reward see denoising and sharpening exactly as ``render.py`` applies them at full size.
+
+    Args:
+        raw: the full-resolution ``isp.RawImage``.
+        size: window side (even). halo: margin (even).
+        rng: ``numpy.random.Generator`` for a random position; ``None`` = the center.
+
+    Returns:
+        ``(window RawImage of side size + 2 * halo, top, left)`` where ``top, left`` locate the
+        window (without halo) in the RAW.
+
+    Raises:
+        ValueError: the RAW is smaller than the window with its halo.
+    """
+    size, halo = int(size) // 2 * 2, int(halo) // 2 * 2
+    H, W = raw.mosaic.shape
+    full = size + 2 * halo
+    if H < full or W < full:
+        raise ValueError(f"RAW {getattr(raw, 'path', '') or ''} is {H}x{W}, smaller than the detail window {full}x{full}")
+    if rng is None:
+        top, left = (H - full) // 2 // 2 * 2, (W - full) // 2 // 2 * 2
+    else:
+        top, left = int(rng.integers(0, H - full + 1)) // 2 * 2, int(rng.integers(0, W - full + 1)) // 2 * 2
+    win = raw.replace(mosaic=np.ascontiguousarray(raw.mosaic[top : top + full, left : left + full]))
+    return win, top + halo, left + halo
 
 
 def make_view(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, mode: str = "center"):
@@ -189,6 +228,8 @@ def load_image_set(
     crops_per_image: int = 1,
     flip: bool = False,
     augment_seed: int = 0,
+    detail_crop: int = 0,
+    detail_halo: int = 16,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
@@ -205,6 +246,10 @@ def load_image_set(
         flip: mirror every second ``random`` window left-right, or with ``whole`` add each RAW's
             mirrored view as a second entry (augmentation; ``ImageSet.flips``).
         augment_seed: seed of the random windows.
+        detail_crop: side of a 1:1 window of each full-resolution RAW kept beside its views
+            (:attr:`ImageSet.details`; 0 = none). The training split draws its position from
+            ``augment_seed``, the test split takes the center.
+        detail_halo: margin of the detail windows (:func:`detail_window`).
     """
     from isp import fivek
 
@@ -215,23 +260,38 @@ def load_image_set(
         raise ValueError(f"the {split!r} split of {root} is empty")
     crop = tuple(int(c) for c in crop)
     rng = np.random.default_rng(augment_seed)
-    raws, ids, flips, sources = [], [], [], []
+    raws, ids, flips, sources, details = [], [], [], [], []
+    detail_rng = np.random.default_rng([augment_seed, 1]) if split == "train" else None
     for e in entries:
-        if crop_mode == "whole":
-            view = make_view(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, "whole")
-            for k in range(2 if flip else 1):
-                raws.append(view)
-                ids.append(e.id if k == 0 else f"{e.id}/flip")
-                flips.append(k == 1)
-                sources.append(e)
-            continue
-        preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
-        for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
-            raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
-            ids.append(f"{e.id}/{name}" if name else e.id)
-            flips.append(bool(flip) and k % 2 == 1)
+        n_before = len(raws)
+        _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
+        if detail_crop:
+            import isp
+
+            win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
+            details += [win] * (len(raws) - n_before)
+    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
+                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0)
+
+
+def _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng) -> None:
+    """The views of one dataset entry (see :func:`load_image_set`), appended to the lists."""
+    from isp import fivek
+
+    if crop_mode == "whole":
+        view = make_view(lambda side: fivek.cached_preview(e.dng, side), crop, preview_side, "whole")
+        for k in range(2 if flip else 1):
+            raws.append(view)
+            ids.append(e.id if k == 0 else f"{e.id}/flip")
+            flips.append(k == 1)
             sources.append(e)
-    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources)
+        return
+    preview = preview_for_crop(lambda side: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
+    for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
+        raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
+        ids.append(f"{e.id}/{name}" if name else e.id)
+        flips.append(bool(flip) and k % 2 == 1)
+        sources.append(e)
 
 
 def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -349,6 +409,8 @@ class TuningCore:
         reward_checkpoint: checkpoint for a named learned reward (``None`` = its default).
         thumb_size: side of the observation thumbnail.
         hist_bins: bins of the observation's luma histogram (0 = none).
+        detail_weight: weight of the reward model's score of the 1:1 detail windows
+            (:attr:`ImageSet.details`) in the score; the view's score gets ``1 - detail_weight``.
         device: torch device for the ISP and the reward model.
     """
 
@@ -360,6 +422,7 @@ class TuningCore:
         reward_checkpoint: str | None = None,
         thumb_size: int = 16,
         hist_bins: int = 0,
+        detail_weight: float = 0.0,
         device: str | torch.device = "cpu",
     ) -> None:
         import isp
@@ -372,6 +435,9 @@ class TuningCore:
         self.pipeline = isp.ISP().to(self.device).eval()
         self.thumb_size = int(thumb_size)
         self.hist_bins = int(hist_bins)
+        self.detail_weight = float(detail_weight) if images.details else 0.0
+        if not 0.0 <= self.detail_weight <= 1.0:
+            raise ValueError(f"detail_weight must lie in [0, 1], got {detail_weight}")
         self.num_params = int(isp.NUM_PARAMS)
         self._neutral: dict[int, StepResult] = {}
         self.reward_evals = 0  # images scored so far (one per image per forward)
@@ -396,6 +462,36 @@ class TuningCore:
             imgs = torch.where(mask, imgs.flip(-1), imgs)
         return imgs
 
+    def render_detail(self, idx: Sequence[int], unit: torch.Tensor, batch=None) -> torch.Tensor:
+        """Renders the 1:1 detail windows of images ``idx`` (halo cut off), ``(B, 3, s, s)``."""
+        params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
+        if batch is None:
+            batch = self.isp_module.RawBatch.from_raws([self.images.details[int(i)] for i in idx], device=self.device)
+        imgs = self.pipeline(batch, params, validate=False)
+        h = self.images.detail_halo
+        return imgs[..., h : imgs.shape[-2] - h, h : imgs.shape[-1] - h] if h else imgs
+
+    def detail_batch(self, idx: Sequence[int]):
+        """``isp.RawBatch`` of the detail windows of ``idx`` (``None`` without a detail term)."""
+        if not self.detail_weight:
+            return None
+        return self.isp_module.RawBatch.from_raws([self.images.details[int(i)] for i in idx], device=self.device)
+
+    def score(self, idx: Sequence[int], unit: torch.Tensor, batch=None, detail_batch=None):
+        """Renders the views (and detail windows) and scores them; differentiable w.r.t. ``unit``.
+
+        Returns:
+            ``(RewardOutput, view renders)``: score and normalised score mix the view's and the
+            detail windows' by ``detail_weight``; attributes are the view's.
+        """
+        imgs = self.render(idx, unit, batch=batch)
+        out = self.reward(imgs)
+        if self.detail_weight:
+            d = self.reward(self.render_detail(idx, unit, batch=detail_batch))
+            w = self.detail_weight
+            out = type(out)((1 - w) * out.score + w * d.score, (1 - w) * out.normalized + w * d.normalized, out.attributes)
+        return out, imgs
+
     @torch.no_grad()
     def evaluate(self, idx: Sequence[int], unit: np.ndarray | torch.Tensor, keep_images: bool = False) -> StepResult:
         """Renders and scores ``B`` (image, params) pairs in one ISP batch and one reward forward.
@@ -406,8 +502,7 @@ class TuningCore:
             keep_images: also return the renders.
         """
         unit_t = torch.as_tensor(np.asarray(unit, dtype=np.float32), device=self.device)
-        imgs = self.render(idx, unit_t)
-        out = self.reward(imgs)
+        out, imgs = self.score(idx, unit_t)
         self.reward_evals += len(idx)
         return StepResult(
             score=out.score.float().cpu().numpy(),

@@ -124,14 +124,13 @@ def gradient_ascent(
     opt = torch.optim.Adam([z], lr=lr)
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
-    raw = core.raw_batch(idx)  # the same images at every step
+    raw, detail = core.raw_batch(idx), core.detail_batch(idx)  # the same images at every step
     neutral = core.neutral(idx)
     clipped_neutral = np.stack([r.clipped[0] for r in neutral])
     cast_neutral = torch.as_tensor(np.stack([r.cast[0] for r in neutral]), device=core.device)
     for _ in range(steps):
         u = torch.tanh(z)
-        imgs = core.render(idx, u, batch=raw)
-        out = core.reward(imgs)
+        out, imgs = core.score(idx, u, batch=raw, detail_batch=detail)
         cast = colour_cast(imgs)
         obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
         if cast_penalty:

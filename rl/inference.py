@@ -139,6 +139,7 @@ class AgentParamsPredictor:
         self.allow_stop = bool(env.get("allow_stop", False)) and self.mode == "incremental"
         self.thumb_size = int(env["thumb_size"])
         self.hist_bins = int(env.get("hist_bins", 0))
+        self.detail = (int(env.get("detail_crop", 0)), int(env.get("detail_halo", 16)), float(env.get("detail_weight", 0.0)))
         self.crop = tuple(env["crop"])
         self.preview_side = int(env["preview_side"])
         self.view_mode = "whole" if env.get("crop_mode") == "whole" else "center"
@@ -268,12 +269,16 @@ class AgentParamsPredictor:
         """
         import isp
 
-        from envs.core import ImageSet, TuningCore, prepare_raw
+        from envs.core import ImageSet, TuningCore, detail_window, prepare_raw
 
         out = []
         for raw in raws:  # one at a time: previews of different shapes do not stack
             images = ImageSet([prepare_raw(raw, self.crop, self.preview_side, self.view_mode)], [str(raw.path)], self.crop)
-            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, hist_bins=self.hist_bins, device=self.device)
+            size, halo, weight = self.detail
+            if size and weight:  # the same 1:1 window the held-out evaluation scores (the center)
+                images.details, images.detail_halo = [detail_window(raw, size, halo)[0]], halo // 2 * 2
+            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, hist_bins=self.hist_bins, detail_weight=weight,
+                              device=self.device)
             unit, _ = self.predict_unit(core, [0])
             out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
         return torch.stack(out).to(self.device)

@@ -31,7 +31,8 @@ from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  #
 # What --resume may change in a run's config (none of it alters the environment or the agent).
 RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
 # Keys of the config's `env` section that shape the image set, not the environment object.
-IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "hist_bins", "crop_mode", "crops_per_image", "flip")
+IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "hist_bins", "crop_mode", "crops_per_image", "flip", "detail_crop", "detail_halo",
+              "detail_weight")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -163,7 +164,8 @@ def run(argv=None) -> int:
     print(f"reward: {reward.description}; range {reward.score_range}, lower_better={reward.lower_better}")
     env_kwargs = build_env_kwargs(config)
     ev = config.get("eval", {})
-    image_kwargs = dict(preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
+    image_kwargs = dict(preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"],
+                        detail_crop=int(env_kwargs.get("detail_crop", 0)), detail_halo=int(env_kwargs.get("detail_halo", 16)))
     train_images = load_image_set(
         config["data"], "train", **image_kwargs, crop_mode=env_kwargs.get("crop_mode", "center"),
         crops_per_image=int(env_kwargs.get("crops_per_image", 1)), flip=bool(env_kwargs.get("flip", False)),
@@ -174,7 +176,8 @@ def run(argv=None) -> int:
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
     print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
           f"({len(test_images)} crops, {ev.get('crop_mode', 'center')}) from {config['data']}")
-    core_kwargs = dict(thumb_size=int(env_kwargs["thumb_size"]), hist_bins=int(env_kwargs.get("hist_bins", 0)), device=device)
+    core_kwargs = dict(thumb_size=int(env_kwargs["thumb_size"]), hist_bins=int(env_kwargs.get("hist_bins", 0)),
+                       detail_weight=float(env_kwargs.get("detail_weight", 0.0)), device=device)
     core = TuningCore(train_images, reward, **core_kwargs)
     venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in IMAGE_KEYS})
     venv = wrap_env(venv, bool(config.get("normalize", True)))
