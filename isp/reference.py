@@ -171,9 +171,9 @@ DEMOSAIC_METHODS: dict[str, Callable[[torch.Tensor, Sequence[str]], torch.Tensor
 
 
 def _binomial_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable binomial low-pass of standard deviation ``sigma`` (``4 sigma^2`` taps - 1 pair
-    sums; 1 px: ``[1 4 6 4 1] / 16``), reflection padding, or replication when a side is not
-    larger than the radius (reflection needs one more pixel than it pads)."""
+    """Separable binomial low-pass of standard deviation ``sigma``: ``4 sigma^2 + 1`` taps of
+    Pascal's triangle, normalised (1 px: ``[1 4 6 4 1] / 16``); reflection padding, or
+    replication when a side is not larger than the radius (reflection needs one more pixel)."""
     taps = round(4.0 * sigma**2) + 1
     k = kornia.filters.kernels.get_pascal_kernel_1d(taps, norm=True, dtype=x.dtype, device=x.device).reshape(1, -1)
     border = "replicate" if min(x.shape[-2:]) <= taps // 2 else "reflect"
@@ -203,14 +203,16 @@ def _chroma_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def reference_denoise(x: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
-    """``Y + a (lowpass(Y) - Y)`` plus chrominance ``C + c (lowpass(C) - C)``, ``C = x - Y``,
-    clipped to ``[0, 1]``. ``x``: ``(B, 3, H, W)`` linear sRGB."""
+    """Luminance ``Y`` moved toward its low-pass by ``a``, chrominance ``C = x - Y`` toward its
+    low-pass by ``c``, clipped to ``[0, 1]``. ``x``: ``(B, 3, H, W)`` linear sRGB.
+
+    Written as ``x`` plus the two changes, so that zero strength returns ``x`` bit for bit (a
+    value clipped to exactly 0 or 1 upstream stays there, and the clip passes its gradient)."""
     y = _luminance(x)
     c = x - y
-    a, k = _per_image(luma), _per_image(chroma)
-    y = y + a * (_binomial_lowpass(y, LUMA_SIGMA) - y)
-    c = c + k * (_chroma_lowpass(c, CHROMA_SIGMA) - c)
-    return torch.clamp(y + c, 0.0, 1.0)
+    dy = _per_image(luma) * (_binomial_lowpass(y, LUMA_SIGMA) - y)
+    dc = _per_image(chroma) * (_chroma_lowpass(c, CHROMA_SIGMA) - c)
+    return torch.clamp(x + dy + dc, 0.0, 1.0)
 
 
 def reference_tone(x: torch.Tensor, ev: torch.Tensor, highlights: torch.Tensor, shadows: torch.Tensor) -> torch.Tensor:
@@ -226,7 +228,7 @@ def reference_saturate(x: torch.Tensor, saturation: torch.Tensor, vibrance: torc
     mx, mn = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
     sat = (mx - mn) / (mx + SAT_EPS)
     f = (1 + _per_image(saturation)) * (1 + _per_image(vibrance) * (1 - sat))
-    return torch.clamp(y + f * (x - y), 0.0, 1.0)
+    return torch.clamp(x + (f - 1) * (x - y), 0.0, 1.0)  # = Y + f (x - Y); exactly x at f = 1
 
 
 def reference_encode_curves(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
