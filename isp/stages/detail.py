@@ -311,18 +311,21 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     b, _, h, w = x.shape
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, c))
     if grad:
-        change = torch.cat([(lowpass(y, sigma_luma) - y) * a, (smooth_half_res(ch, sigma_chroma) - ch) * c], dim=1)
-    else:  # the two changes written straight into one (dY, dR, dB) buffer
+        change = torch.cat([lowpass(y, sigma_luma) - y, smooth_half_res(ch, sigma_chroma) - ch], dim=1)
+    else:  # the unscaled changes (dY, dR, dB) written straight into one buffer
         change = x.new_empty(b, 3, h, w)
-        torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1]).mul_(a)
-        torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:]).mul_(c)
-    change = change.view(b, 3, h * w)
+        torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1])
+        torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:])
+    # x + (1, 1, 1) a dY + the chroma expansion (R, B) -> (R, G, B) of c dC, in one pass: the
+    # strengths scale the columns of the per-image 3x3 matrix
     wr, wg, wb = LUMA_WEIGHTS
-    # x + (1, 1, 1) dY + the chroma expansion (R, B) -> (R, G, B) of dC, in one pass
     expand = torch.tensor([[1.0, 1.0, 0.0], [1.0, -wr / wg, -wb / wg], [1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    strength = torch.cat([a.reshape(-1, 1), c.reshape(-1, 1), c.reshape(-1, 1)], dim=1)  # (B or 1, 3)
+    mat = (expand * strength.unsqueeze(1)).expand(b, 3, 3)
+    change = change.view(b, 3, h * w)
     if overwrite and not grad and x.is_contiguous():
-        return x.view(b, 3, h * w).baddbmm_(expand.expand(b, 3, 3), change).view(b, 3, h, w)  # x is no longer read
-    return torch.baddbmm(x.reshape(b, 3, h * w), expand.expand(b, 3, 3), change).reshape(b, 3, h, w)
+        return x.view(b, 3, h * w).baddbmm_(mat, change).view(b, 3, h, w)  # x is no longer read
+    return torch.baddbmm(x.reshape(b, 3, h * w), mat, change).reshape(b, 3, h, w)
 
 
 #: Standard deviation (px) of the sharpening stage's low-pass.
