@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..color import _srgb_encode_nonneg
-from ._util import float_mask
+from ._util import first_order_only, float_mask
 from .demosaic import demosaic_bilinear
 from .white_balance import cfa_rows, white_balance
 
@@ -79,6 +79,7 @@ class _WhiteBalanceDemosaic(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         deriv, gains = ctx.saved_tensors
         gg = _channel_dot(grad, deriv)
@@ -124,6 +125,7 @@ class _ExposureTone(torch.autograd.Function):
         return _exposure_tone_forward(x, k, h, s)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, k, h, s = ctx.saved_tensors
         gk = gh = gs = None
@@ -213,6 +215,7 @@ class _EncodeTone(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, a, c, e, b_saved = ctx.saved_tensors
         ga = gc = None
@@ -300,6 +303,7 @@ class _Saturate(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, fa, fb, inside, y, mx, mn, sat, f = ctx.saved_tensors
         w = _LUMA
