@@ -73,7 +73,7 @@ def resolve_config(args) -> dict:
         args.data = str(ensure_sample_set())
     checkpoint = args.attiqa_checkpoint
     if args.reward == "attiqa" and checkpoint is None:
-        from attiqa.starter import ensure_starter
+        from attiqa.training.starter.build import ensure_starter
 
         print("reward: no --attiqa-checkpoint given, using the STARTER ATTIQA model (not the paper's weights)")
         checkpoint = str(ensure_starter())

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from attiqa.datasets import load_agiqa3k, load_ava, load_clive, load_csv, load_dataset, load_flive, load_koniq10k
-from attiqa.transforms import TestTransform, TrainTransform, five_crops, load_image, resize_short_edge
+from attiqa.data.datasets import load_agiqa3k, load_ava, load_clive, load_csv, load_dataset, load_flive, load_koniq10k
+from attiqa.data.transforms import TestTransform, TrainTransform, five_crops, load_image, resize_short_edge
 
 
 def _img(path, seed=0, size=(24, 18)):

@@ -3,7 +3,7 @@
 ``python -m attiqa pretrain --images DIR [--labels labels.csv | --teacher analytic] --out-dir RUN``
 
 Every step draws a batch, and every pair of images in it is a ranking example for each of the
-five attributes (margin-ranking loss, m = 0.1, :mod:`attiqa.losses`; ``--loss l2`` is the
+five attributes (margin-ranking loss, m = 0.1, :mod:`attiqa.training.losses`; ``--loss l2`` is the
 regression ablation). Mixed precision on CUDA, DistributedDataParallel under ``torchrun``
 (NCCL on GPUs, gloo on CPUs), TensorBoard logs, and a training-state checkpoint with the
 configuration embedded that ``--resume`` continues exactly (same batches, same weights as an
@@ -14,12 +14,6 @@ Outputs in ``--out-dir``: ``config.json``, ``last.pt`` (training state), ``pretr
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
-import math
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -27,65 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from attiqa import ATTRIBUTES
-from attiqa.losses import LOSSES, pretraining_loss
+from attiqa.attributes import ATTRIBUTES
+from attiqa.modeling.checkpoint import load_checkpoint, pretrained_meta, save_checkpoint
+from attiqa.training.losses import LOSSES, pretraining_loss
 
-__all__ = ["train_ranking", "StepSampler", "LabelledImages", "read_labels", "write_labels", "pretrained_meta",
-           "main"]
+__all__ = ["train_ranking", "StepSampler", "LabelledImages", "warmup_cosine_schedule"]
 
 
 # ---------------------------------------------------------------------------------------------
 # data
-
-
-def read_labels(path, root=None) -> tuple[list[Path], torch.Tensor]:
-    """Reads a labels file: CSV with a ``path`` column and one column per attribute.
-
-    Relative paths are taken relative to ``root`` (default: the labels file's folder).
-
-    Returns:
-        ``(paths, labels (N, 5) float32)``.
-
-    Raises:
-        FileNotFoundError / ValueError: missing file, missing columns, non-finite scores.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
-    root = Path(root) if root is not None else path.parent
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in ("path", *ATTRIBUTES) if c not in cols]
-        if missing:
-            raise ValueError(f"{path}: labels file lacks the columns {missing} (needs path + {list(ATTRIBUTES)})")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: labels file has no rows")
-    try:
-        labels = torch.tensor([[float(r[a]) for a in ATTRIBUTES] for r in rows], dtype=torch.float32)
-    except ValueError as exc:
-        raise ValueError(f"{path}: non-numeric attribute score ({exc})") from None
-    if not torch.isfinite(labels).all():
-        raise ValueError(f"{path}: NaN or infinite attribute scores")
-    paths = [Path(r["path"]) if Path(r["path"]).is_absolute() else root / r["path"] for r in rows]
-    return paths, labels
-
-
-def write_labels(path, paths, labels: torch.Tensor, root=None) -> Path:
-    """Writes a labels CSV atomically (paths relative to ``root`` when given)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", *ATTRIBUTES])
-        for p, row in zip(paths, labels.tolist()):
-            p = Path(p)
-            rel = p.relative_to(root) if root is not None and p.is_relative_to(root) else p
-            w.writerow([rel.as_posix(), *(f"{v:.6f}" for v in row)])
-    os.replace(tmp, path)
-    return path
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -115,7 +59,7 @@ class LabelledImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, item):
-        from attiqa.transforms import load_image, resize_short_edge
+        from attiqa.data.transforms import load_image, resize_short_edge
 
         i, draw_seed = item if isinstance(item, tuple) else (item, None)
         g = torch.Generator().manual_seed(int(draw_seed)) if draw_seed is not None else None
@@ -176,19 +120,19 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def pretrained_meta(model: nn.Module, description: str, extra: dict | None = None) -> dict:
-    """``meta`` of a ``kind="pretrained"`` checkpoint for ``model`` (an :class:`attiqa.models.ATTIQAModel`)."""
-    meta = {"kind": "pretrained", "architecture": dict(model.config), "attributes": list(ATTRIBUTES),
-            "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
-            "starter": False, "description": description}
-    meta.update(extra or {})
-    return meta
+def warmup_cosine_schedule(opt: torch.optim.Optimizer, steps: int, warmup: int):
+    """Linear warm-up to the peak over ``warmup`` steps, then cosine decay to 0 at ``steps``.
 
-
-def _lr_factor(step: int, steps: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    The factor of the peak learning rate at step ``s`` is ``(s + 1) / warmup`` during warm-up and
+    ``½(1 + cos(π (s − warmup) / (steps − warmup)))`` after it, built from
+    ``torch.optim.lr_scheduler`` (``LinearLR`` then ``CosineAnnealingLR``, joined by ``SequentialLR``).
+    """
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0 / warmup, end_factor=1.0,
+                                             total_iters=max(1, warmup - 1))
+    if warmup <= 1:
+        warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=1.0, total_iters=1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps - warmup))
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], milestones=[warmup])
 
 
 def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr: float, loss: str = "margin",
@@ -200,7 +144,7 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
     """Trains ``model``'s backbone and heads to rank pairs as the teacher labels do.
 
     Args:
-        model: an :class:`attiqa.models.ATTIQAModel` (parameters with ``requires_grad=False`` stay frozen).
+        model: an :class:`attiqa.modeling.heads.ATTIQAModel` (parameters with ``requires_grad=False`` stay frozen).
         dataset: ``dataset[i] -> (image (3, H, W) in [0, 1], labels (5,))``.
         steps: optimisation steps (in total, including resumed ones).
         batch_size: images per step and rank; pairs are formed within the batch.
@@ -231,8 +175,6 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
     """
     from tqdm.auto import tqdm
 
-    from attiqa.checkpoint import load_checkpoint, save_checkpoint
-
     if loss not in LOSSES:
         raise ValueError(f"unknown pretraining loss {loss!r}; choose one of {LOSSES}")
     if len(dataset) < 2:
@@ -250,7 +192,7 @@ def train_ranking(model: nn.Module, dataset, *, steps: int, batch_size: int, lr:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warmup = max(1, int(round(warmup_fraction * steps)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, warmup))
+    sched = warmup_cosine_schedule(opt, steps, warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
     start = 0
     config = {"steps": steps, "batch_size": batch_size, "lr": lr, "loss": loss, "margin": margin, "seed": seed,
@@ -358,130 +300,3 @@ def _sync_buffers(model: nn.Module, world: int) -> None:
 # CLI
 
 
-def _label_on_the_fly(files, teacher_name: str, clip_model: str | None, resize: int, device, progress: bool):
-    from tqdm.auto import tqdm
-
-    from attiqa.teachers import create_teacher
-    from attiqa.transforms import load_image, resize_short_edge
-
-    kw = {"model": clip_model} if (teacher_name == "clip" and clip_model) else {}
-    teacher = create_teacher(teacher_name, **kw).to(device).eval()
-    out = []
-    with torch.no_grad():
-        for p in tqdm(files, desc=f"labelling ({teacher_name})", disable=not progress):
-            out.append(teacher(resize_short_edge(load_image(p), resize)[None].to(device)).float().cpu())
-    return torch.cat(out)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m attiqa pretrain", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--images", required=True, help="image folder (any depth) or the root the labels file refers to")
-    p.add_argument("--labels", default=None,
-                   help="labels file from `python -m attiqa pseudo-label` (.csv: path + five attribute columns, or .npz); "
-                        "without it the --teacher labels the images first")
-    p.add_argument("--teacher", default="analytic", choices=("analytic", "clip"),
-                   help="teacher used when no --labels file is given")
-    p.add_argument("--clip-model", default=None, help="CLIP hub id or local folder for --teacher clip")
-    p.add_argument("--out-dir", required=True, help="run folder (config.json, last.pt, pretrained.pt, tb/)")
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "resnet50"))
-    p.add_argument("--weights", default=None, help="ImageNet state-dict file for the backbone (resnet50: torchvision "
-                                                   "format); default: the packaged EfficientNet-Lite0 weights")
-    p.add_argument("--no-imagenet", action="store_true", help="start the backbone from random weights")
-    p.add_argument("--head-hidden", type=int, default=256, help="hidden width of each attribute head")
-    p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step and process")
-    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (warm-up, cosine decay)")
-    p.add_argument("--loss", default="margin", choices=LOSSES, help="margin ranking (method) or l2 (ablation)")
-    p.add_argument("--margin", type=float, default=0.1, help="ranking margin m")
-    p.add_argument("--resize", type=int, default=256, help="short edge before the random crop")
-    p.add_argument("--crop", type=int, default=224, help="crop side")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--amp", default=None, action=argparse.BooleanOptionalAction,
-                   help="mixed precision (default: on with CUDA)")
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between training-state checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
-    p.add_argument("--seed", type=int, default=0, help="seed of the head initialisation and the batch order")
-    p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch.distributed as dist
-
-    from attiqa.distributed import init_distributed, resolve_device, world_info
-
-    world = world_info()[2]
-    device = resolve_device(args.device)
-    rank = init_distributed(device)
-    out = Path(args.out_dir)
-    try:
-        from attiqa.checkpoint import save_checkpoint
-        from attiqa.models import build_model
-
-        root = Path(args.images)
-        if not root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {root}")
-        if args.labels:
-            from attiqa.pseudo_label import read_labels_file
-
-            files, scores = read_labels_file(args.labels, root=root)  # CSV or npz
-            labels = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-            if labels.ndim != 2 or labels.shape[1] != len(ATTRIBUTES) or not torch.isfinite(labels).all():
-                raise ValueError(f"{args.labels}: expected finite scores of shape (N, {len(ATTRIBUTES)}), "
-                                 f"got {tuple(labels.shape)}")
-            absent = [p for p in files if not p.is_file()]
-            if absent:
-                raise FileNotFoundError(f"{len(absent)} images of {args.labels} are missing, e.g. {absent[0]}")
-        else:
-            from attiqa.image_folder import list_images
-
-            files = list_images(root)
-            if len(files) < 2:
-                raise FileNotFoundError(f"need at least 2 images under {root}, found {len(files)}")
-            labels = _label_on_the_fly(files, args.teacher, args.clip_model, args.resize, device,
-                                       not args.no_progress and rank == 0)
-            if rank == 0:
-                write_labels(out / "labels.csv", files, labels, root=root)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {k: v for k, v in vars(args).items() if k != "stop_after"}
-        config["world_size"] = world
-        if rank == 0:
-            tmp = out / ".config.json.tmp"
-            tmp.write_text(json.dumps(config, indent=2))
-            os.replace(tmp, out / "config.json")
-        torch.manual_seed(args.seed)
-        model = build_model(args.backbone, pretrained=not args.no_imagenet, head_hidden=args.head_hidden,
-                            weights=args.weights)
-        data = LabelledImages(files, labels, args.resize, args.crop)
-        desc = f"ATTIQA {args.backbone} ranking-pretrained on {root} ({'labels ' + args.labels if args.labels else args.teacher + ' teacher'}, {args.loss} loss)"
-        info = train_ranking(model, data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                             margin=args.margin, device=device, amp=args.amp, log_dir=out / "tb",
-                             checkpoint_path=out / "last.pt", resume=args.resume,
-                             progress=not args.no_progress, num_workers=args.workers, seed=args.seed,
-                             checkpoint_every=args.checkpoint_every, description=desc, stop_after=args.stop_after)
-        if rank == 0 and info["steps"] >= args.steps:
-            save_checkpoint(out / "pretrained.pt", model.state_dict(),
-                            pretrained_meta(model, desc, {"pretrain_config": config,
-                                                          "pretrain_info": {k: v for k, v in info.items()
-                                                                            if not isinstance(v, dict)}}))
-            print(f"pretrained {info['steps']} steps in {info['seconds']:.0f} s "
-                  f"({info['images_per_second']:.1f} images/s); final loss {info['final_loss']:.4f}; "
-                  f"wrote {out / 'pretrained.pt'}")
-        elif rank == 0:
-            print(f"stopped at step {info['steps']} of {args.steps}; continue with --resume")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa pretrain: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,12 +33,12 @@ Example:
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
-from attiqa import ATTRIBUTES
+from attiqa.attributes import ATTRIBUTES
+from attiqa.utils.files import atomic_write
 
 __all__ = ["ANNOTATION_FILE", "SPAQ_COLUMNS", "find_annotation_file", "load_spaq_annotations",
            "write_spaq_miniature"]
@@ -195,7 +195,7 @@ def write_spaq_miniature(root, images=None, n_images: int = 8, size: tuple[int, 
     import torch
     from PIL import Image
 
-    from attiqa.distortions import distort
+    from attiqa.data.distortions import distort
     from attiqa.teachers import AnalyticTeacher
 
     root = Path(root)
@@ -239,17 +239,14 @@ def write_spaq_miniature(root, images=None, n_images: int = 8, size: tuple[int, 
         ws.append(header)
         for r in rows:
             ws.append(r)
-        tmp = path.with_name(f".{path.stem}.tmp.xlsx")
-        wb.save(tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            wb.save(tmp)
     elif fmt == "csv":
         path = root / ANNOTATION_FILE.with_suffix(".csv")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-        os.replace(tmp, path)
     else:
         raise ValueError(f"fmt must be 'xlsx' or 'csv', not {fmt!r}")
     return path

@@ -10,14 +10,11 @@ This is the paper's application to images from generative models.
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
-__all__ = ["read_pairs", "preference_accuracy", "main"]
+__all__ = ["read_pairs", "preference_accuracy"]
 
 
 def read_pairs(csv_path) -> list[tuple[Path, Path, int]]:
@@ -78,32 +75,3 @@ def preference_accuracy(pairs, scores: Mapping[Path, float] | Callable[[list[Pat
     return {"accuracy": (agree + 0.5 * ties) / n, "n_pairs": n, "agree": agree, "ties": ties}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attiqa preference", description=__doc__.split("\n\n")[0])
-    p.add_argument("pairs", help="CSV with image_a, image_b, choice")
-    p.add_argument("--checkpoint", default=None, help="quality checkpoint (default: the starter model)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = p.parse_args(argv)
-    from attiqa.api import create_metric
-    from attiqa.score import starter_notice
-
-    try:
-        pairs = read_pairs(args.pairs)
-        metric = create_metric(args.checkpoint, device=args.device)
-        if metric.is_starter:
-            starter_notice(metric)
-        result = preference_accuracy(pairs, lambda paths: [r["mos"] for r in metric.score_paths(paths)])
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa preference: error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"preference accuracy {result['accuracy']:.4f} on {result['n_pairs']} pairs "
-              f"({result['agree']} agree, {result['ties']} ties)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

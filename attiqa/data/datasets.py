@@ -1,14 +1,14 @@
 """Loaders for the IQA datasets of the paper, each in its official layout.
 
 Every loader returns an :class:`IQADataset`: the image paths, the MOS values and the
-dataset's MOS scale, with an optional transform (see :mod:`attiqa.transforms`).
+dataset's MOS scale, with an optional transform (see :mod:`attiqa.data.transforms`).
 
 ======================  =====================================================================  ==========
 name                    layout under ``root``                                                  MOS scale
 ======================  =====================================================================  ==========
 ``koniq10k``            ``koniq10k_scores_and_distributions.csv`` (``image_name``, ``MOS``),    1 - 5
                         images in ``1024x768/``
-``spaq``                see :mod:`attiqa.spaq` (``Annotations/MOS and Image attribute           0 - 100
+``spaq``                see :mod:`attiqa.data.spaq` (``Annotations/MOS and Image attribute           0 - 100
                         scores.xlsx``, images in ``TestImage/``)
 ``clive``               ``Data/AllImages_release.mat``, ``Data/AllMOS_release.mat``, images    0 - 100
                         in ``Images/`` (the 7 training images in ``Images/trainingImages/``
@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from attiqa.transforms import load_image
+from attiqa.data.transforms import load_image
 
 __all__ = ["IQADataset", "DATASETS", "load_dataset", "load_koniq10k", "load_spaq", "load_clive",
            "load_flive", "load_ava", "load_agiqa3k", "load_csv"]
@@ -134,8 +134,8 @@ def load_koniq10k(root, skip_missing: bool = False) -> IQADataset:
 
 
 def load_spaq(root, skip_missing: bool = False) -> IQADataset:
-    """SPAQ: MOS from the annotation spreadsheet read by :mod:`attiqa.spaq` (MOS 0-100)."""
-    from attiqa import spaq
+    """SPAQ: MOS from the annotation spreadsheet read by :mod:`attiqa.data.spaq` (MOS 0-100)."""
+    from attiqa.data import spaq
 
     root = Path(root)
     table = spaq.load_spaq_annotations(root)

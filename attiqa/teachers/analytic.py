@@ -4,7 +4,7 @@ Every teacher is an ``nn.Module`` with ``forward(images (B, 3, H, W) sRGB in [0,
 columns in the order of :data:`attiqa.ATTRIBUTES`, higher = more of the good pole (sharper,
 more contrast, brighter, more colourful, *less* noisy).
 
-* ``clip`` (:class:`attiqa.clip_teacher.CLIPTeacher`): CLIP with antonym prompt pairs, the
+* ``clip`` (:class:`attiqa.teachers.clip.CLIPTeacher`): CLIP with antonym prompt pairs, the
   paper's teacher (needs CLIP weights from the Hugging Face hub or a local folder).
 * ``analytic`` (:class:`AnalyticTeacher`): closed-form measures that need no weights, for
   offline use (the starter model, tests, the ``analytic`` reward). All of them are
@@ -28,7 +28,7 @@ noisiness       Immerkær (1996) fast noise estimate: σ = sqrt(π/2) ·     exp
                 mean|Y ∗ N| / 6 with N the 3×3 Laplacian-difference mask
 ==============  ======================================================  ==========================
 
-Each is monotone under its own distortion of :mod:`attiqa.distortions` (tested): a blurred image
+Each is monotone under its own distortion of :mod:`attiqa.data.distortions` (tested): a blurred image
 loses less of its gradient when re-blurred, blending towards the mean scales the RMS contrast, an exposure
 gain moves L*, blending towards luma scales both opponent channels, and scaling added noise
 raises the mask response.
@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attiqa import ATTRIBUTES
-from attiqa.distortions import luma, srgb_to_linear
+from attiqa.attributes import ATTRIBUTES
+from attiqa.utils.color import luma, srgb_to_linear
 
-__all__ = ["AnalyticTeacher", "CLIPTeacher", "TEACHERS", "create_teacher", "analytic_measures"]
+__all__ = ["AnalyticTeacher", "analytic_measures", "blur_effect"]
+
 
 def _symmetric_pad(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
     """Half-sample symmetric padding (``d c b a | a b c d``), SciPy's ``reflect`` mode."""
@@ -150,30 +151,3 @@ class AnalyticTeacher(nn.Module):
         return torch.stack([sharp, contrast, bright, colorful, clean], dim=1)
 
 
-def __getattr__(name):  # CLIPTeacher lives in attiqa.clip_teacher (imports transformers lazily)
-    if name == "CLIPTeacher":
-        from attiqa.clip_teacher import CLIPTeacher
-
-        return CLIPTeacher
-    raise AttributeError(name)
-
-
-TEACHERS = ("analytic", "clip")
-
-
-def create_teacher(name: str, **kwargs) -> nn.Module:
-    """Builds a teacher by name.
-
-    Args:
-        name: ``"analytic"`` or ``"clip"``.
-        **kwargs: passed to the teacher (``clip``: ``model=``, ``prompts=``, ``device=``).
-    """
-    if name == "analytic":
-        if kwargs:
-            raise ValueError(f"the analytic teacher takes no options, got {sorted(kwargs)}")
-        return AnalyticTeacher()
-    if name == "clip":
-        from attiqa.clip_teacher import CLIPTeacher
-
-        return CLIPTeacher(**kwargs)
-    raise ValueError(f"unknown teacher {name!r}; choose one of {TEACHERS}")

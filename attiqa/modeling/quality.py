@@ -53,13 +53,13 @@ class QualityModel(nn.Module):
     """ATTIQA model with a MOS head.
 
     Args:
-        attiqa: an :class:`attiqa.models.ATTIQAModel` (images in ``[0, 1]``, normalises inside).
+        attiqa: an :class:`attiqa.modeling.heads.ATTIQAModel` (images in ``[0, 1]``, normalises inside).
         head_hidden: hidden width of the MOS MLP (0 = linear).
         dropout: dropout of the MOS MLP.
         score_range: ``(lo, hi)`` MOS scale the sigmoid output is mapped to.
 
     Example:
-        >>> from attiqa.models import build_model
+        >>> from attiqa.modeling.heads import build_model
         >>> m = QualityModel(build_model(pretrained=False), score_range=(1.0, 5.0))
         >>> out = m(torch.rand(2, 3, 64, 64))
         >>> out.mos.shape, out.attributes.shape
@@ -92,7 +92,7 @@ class QualityModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> "QualityModel":
         """Builds an untrained model of the architecture ``config`` describes (no weight download)."""
-        from attiqa.models import build_model
+        from attiqa.modeling.heads import build_model
 
         if not isinstance(config, dict) or config.get("type") != "QualityModel":
             raise ValueError("the configuration does not describe an ATTIQA quality model")

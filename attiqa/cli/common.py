@@ -2,6 +2,14 @@
 from __future__ import annotations
 
 import argparse
+from types import ModuleType
+
+__all__ = ["HelpFormatter", "stage_description"]
+
+
+def stage_description(module: ModuleType) -> str:
+    """The first paragraph of a stage module's docstring: the ``--help`` description of its subcommand."""
+    return (module.__doc__ or "").split("\n\n")[0]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -7,7 +7,7 @@ Accepted layouts under ``root``:
   (or point ``root`` at ``train/`` itself). Class folders are simply part of the relative path.
 
 Files are listed recursively and sorted by their relative POSIX path, so every process (and every
-rerun) sees the same order - the basis of sharding and resuming in :mod:`attiqa.pseudo_label`.
+rerun) sees the same order - the basis of sharding and resuming in :mod:`attiqa.training.pseudo_label`.
 
 Each item is the image resized (short edge, antialiased) and centre-cropped to a square, so a
 batch stacks; an unreadable file yields a black image with ``ok=False`` instead of killing a
@@ -18,7 +18,7 @@ are decoded at a reduced DCT scale when that still leaves at least twice the tar
 (``PIL.Image.draft``; a big win for 12-megapixel photos), the centre region is resized with
 Pillow's antialiased bilinear filter on 8-bit data, and items can stay ``uint8`` until they
 reach the teacher's device (``uint8=True``; 4x less inter-process traffic). 16-bit and other
-high-bit-depth files go through :func:`attiqa.transforms.load_image` in float.
+high-bit-depth files go through :func:`attiqa.data.transforms.load_image` in float.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from attiqa.transforms import IMAGE_EXTENSIONS
+from attiqa.data.transforms import IMAGE_EXTENSIONS
 
 __all__ = ["list_images", "load_square", "to_unit_float", "ImageFolderDataset"]
 
@@ -91,7 +91,7 @@ def load_square(path, size: int) -> torch.Tensor:
                 return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"not a readable image: {path} ({exc})") from exc
-    from attiqa.transforms import load_image, resize_short_edge
+    from attiqa.data.transforms import load_image, resize_short_edge
 
     img = resize_short_edge(load_image(path), size)
     _, h, w = img.shape

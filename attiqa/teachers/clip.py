@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attiqa import ATTRIBUTES
+from attiqa.attributes import ATTRIBUTES
+from attiqa.utils.files import atomic_write_text
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_PROMPTS", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "CLIPTeacher", "load_prompts",
            "save_prompts", "save_tiny_random_clip", "random_clip_model", "char_tokenizer"]
@@ -117,11 +118,8 @@ def save_prompts(path, prompts: Mapping[str, tuple[str, str]], extra: dict | Non
     """
     prompts = load_prompts(dict(prompts))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"prompts": {a: list(p) for a, p in prompts.items()}, **(extra or {})}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     return path
 
 

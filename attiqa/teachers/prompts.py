@@ -7,11 +7,11 @@ as data in ``attiqa/data/adjectives.yaml``) form 2,500 prompt pairs ``("<pos> im
 "<neg> image")``. Each pair's teacher score (paper Eq. 1-2) is judged by
 
 1. **distortion intensity**: fixed photographs are degraded by the attribute's own distortion
-   (:data:`attiqa.distortions.ATTRIBUTE_DISTORTION`) at graded levels; for each photograph the
+   (:data:`attiqa.data.distortions.ATTRIBUTE_DISTORTION`) at graded levels; for each photograph the
    SROCC between the score and the negated level is taken (a good pair's score falls as the
    distortion grows), and averaged over the photographs;
 2. **human perception**: the SROCC between the score and SPAQ's human rating of the attribute
-   across SPAQ's images (:mod:`attiqa.spaq`);
+   across SPAQ's images (:mod:`attiqa.data.spaq`);
 
 and **joint** = task 1 + task 2 (task 1 alone when no SPAQ root is given). The text embeddings of
 all candidates are computed in one batched pass, each image is embedded once, and the
@@ -26,24 +26,21 @@ Table 1 pair ranks) and ``prompts.json`` (the best pair per attribute; pass it t
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from attiqa import ATTRIBUTES
-from attiqa._cli import HelpFormatter
+from attiqa.attributes import ATTRIBUTES
+from attiqa.utils.files import atomic_write, atomic_write_text
 
 __all__ = ["ADJECTIVES_FILE", "load_adjectives", "make_prompts", "rank_srocc", "default_fixed_images",
            "load_fixed_images", "distortion_proxy", "human_proxy", "PromptRanking", "select_prompts",
-           "write_outputs", "build_parser", "main"]
+           "write_outputs"]
 
-ADJECTIVES_FILE = Path(__file__).with_name("data") / "adjectives.yaml"
+ADJECTIVES_FILE = Path(__file__).with_name("adjectives.yaml")
 DEFAULT_TEMPLATE = "{} image"
 
 
@@ -139,7 +136,7 @@ def rank_srocc(x: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def _square(img: torch.Tensor, size: int) -> torch.Tensor:
-    from attiqa.transforms import resize_short_edge
+    from attiqa.data.transforms import resize_short_edge
 
     img = resize_short_edge(img, size)
     _, h, w = img.shape
@@ -165,8 +162,8 @@ def default_fixed_images(size: int = 256) -> torch.Tensor:
 
 def load_fixed_images(folder, n: int | None = None, size: int = 256) -> torch.Tensor:
     """The first ``n`` images (sorted by path) of a folder, square-cropped to ``size``."""
-    from attiqa.image_folder import list_images
-    from attiqa.transforms import load_image
+    from attiqa.data.image_folder import list_images
+    from attiqa.data.transforms import load_image
 
     files = list_images(folder)
     if n is not None:
@@ -198,7 +195,7 @@ def distortion_proxy(teacher, images: torch.Tensor, pos: dict, neg: dict, levels
     """Proxy task 1: SROCC between distortion intensity and each pair's score.
 
     Args:
-        teacher: a :class:`attiqa.clip_teacher.CLIPTeacher`.
+        teacher: a :class:`attiqa.teachers.clip.CLIPTeacher`.
         images: ``(F, 3, H, W)`` fixed photographs in ``[0, 1]``.
         pos, neg: per attribute, ``(P, D)`` / ``(N, D)`` normalised prompt embeddings.
         levels: distortion levels in ``[0, 1]`` (default 6 evenly spaced from 0 to 1).
@@ -211,7 +208,7 @@ def distortion_proxy(teacher, images: torch.Tensor, pos: dict, neg: dict, levels
     """
     from tqdm.auto import tqdm
 
-    from attiqa.distortions import ATTRIBUTE_DISTORTION, distort
+    from attiqa.data.distortions import ATTRIBUTE_DISTORTION, distort
 
     levels = np.linspace(0.0, 1.0, 6) if levels is None else np.asarray(levels, dtype=np.float64)
     if len(levels) < 2:
@@ -241,7 +238,7 @@ class _SpaqImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        from attiqa.image_folder import load_square, to_unit_float
+        from attiqa.data.image_folder import load_square, to_unit_float
 
         return to_unit_float(load_square(self.paths[i], self.size))  # fast path for SPAQ's 12 MP JPEGs
 
@@ -251,7 +248,7 @@ def human_proxy(teacher, paths, human: np.ndarray, pos: dict, neg: dict, size: i
     """Proxy task 2: SROCC between each pair's score and human attribute ratings.
 
     Args:
-        teacher: a :class:`attiqa.clip_teacher.CLIPTeacher`.
+        teacher: a :class:`attiqa.teachers.clip.CLIPTeacher`.
         paths: ``M`` image files.
         human: ``(M, 5)`` ratings in the order of :data:`attiqa.ATTRIBUTES`, higher = better pole.
         pos, neg: per attribute, normalised prompt embeddings.
@@ -326,7 +323,7 @@ def select_prompts(teacher, adjectives: dict, fixed_images: torch.Tensor, *, tem
     """Scores every candidate pair of every attribute on both proxy tasks and picks the best.
 
     Args:
-        teacher: a :class:`attiqa.clip_teacher.CLIPTeacher` (its own prompts are not used).
+        teacher: a :class:`attiqa.teachers.clip.CLIPTeacher` (its own prompts are not used).
         adjectives: from :func:`load_adjectives`.
         fixed_images: ``(F, 3, H, W)`` photographs for proxy task 1.
         template: prompt template with one ``{}``.
@@ -359,32 +356,24 @@ def select_prompts(teacher, adjectives: dict, fixed_images: torch.Tensor, *, tem
     return ranking
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _fmt(v) -> str:
     return "" if v is None else f"{v:.4f}"
 
 
 def write_outputs(ranking: PromptRanking, out_dir, top: int = 10, provenance: dict | None = None) -> dict[str, Path]:
     """Writes ``ranking.csv``, ``ranking.md`` and ``prompts.json`` (atomically) into ``out_dir``."""
-    from attiqa.clip_teacher import DEFAULT_PROMPTS, save_prompts
+    from attiqa.teachers.clip import DEFAULT_PROMPTS, save_prompts
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["attribute", "rank", "positive", "negative", "srocc_distortion", "srocc_human", "joint"]
-    tmp = out / ".ranking.csv.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(out / "ranking.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(cols)
         for a in ATTRIBUTES:
             for r in ranking.rows(a):
                 w.writerow([r["attribute"], r["rank"], r["positive"], r["negative"], _fmt(r["srocc_distortion"]),
                             _fmt(r["srocc_human"]), _fmt(r["joint"])])
-    os.replace(tmp, out / "ranking.csv")
 
     has_h = ranking.human is not None
     md = ["# Prompt selection", "",
@@ -409,7 +398,7 @@ def write_outputs(ranking: PromptRanking, out_dir, top: int = 10, provenance: di
         best = rows[0]
         summary[a] = {"srocc_distortion": best["srocc_distortion"], "srocc_human": best["srocc_human"],
                       "joint": best["joint"], "candidates": len(rows)}
-    _atomic_text(out / "ranking.md", "\n".join(md))
+    atomic_write_text(out / "ranking.md", "\n".join(md))
     save_prompts(out / "prompts.json", ranking.chosen, {"selection": summary, **(provenance or {})})
     return {"csv": out / "ranking.csv", "markdown": out / "ranking.md", "prompts": out / "prompts.json"}
 
@@ -418,90 +407,3 @@ def write_outputs(ranking: PromptRanking, out_dir, top: int = 10, provenance: di
 # CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from attiqa.clip_teacher import DEFAULT_CLIP
-
-    p = argparse.ArgumentParser(prog="python -m attiqa select-prompts", description=__doc__.split("\n\n")[0],
-                                formatter_class=HelpFormatter)
-    p.add_argument("--clip-model", default=DEFAULT_CLIP, help="CLIP hub id or local folder (save_pretrained)")
-    p.add_argument("--out-dir", required=True, help="folder for ranking.csv, ranking.md and prompts.json")
-    p.add_argument("--adjectives", default=None,
-                   help=f"YAML/JSON of candidate adjectives per attribute (default: {ADJECTIVES_FILE.name}, packaged)")
-    p.add_argument("--template", default=DEFAULT_TEMPLATE, help="prompt template, '{}' is the adjective")
-    p.add_argument("--images", default=None,
-                   help="folder of fixed photographs for proxy task 1 (default: six photographs shipped with "
-                        "scikit-image and scikit-learn)")
-    p.add_argument("--n-images", type=int, default=None, help="use at most this many images of --images")
-    p.add_argument("--image-size", type=int, default=256, help="side of the fixed photographs (resize + centre crop)")
-    p.add_argument("--levels", type=int, default=6, help="number of distortion levels from 0 to 1 (proxy task 1)")
-    p.add_argument("--spaq", default=None,
-                   help="SPAQ root (Annotations/MOS and Image attribute scores.xlsx + TestImage/) for proxy task 2")
-    p.add_argument("--spaq-limit", type=int, default=None,
-                   help="use a random subset of this many SPAQ images (seeded by --seed)")
-    p.add_argument("--spaq-size", type=int, default=224, help="side of the SPAQ images given to CLIP")
-    p.add_argument("--batch-size", type=int, default=32, help="images per CLIP forward pass")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for SPAQ images")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--top", type=int, default=10, help="pairs per attribute listed in ranking.md")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random distortions and the SPAQ subset")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from attiqa.clip_teacher import CLIPTeacher
-
-        if args.levels < 2:
-            raise ValueError("--levels must be at least 2")
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-        adjectives = load_adjectives(args.adjectives)
-        if args.images:
-            fixed = load_fixed_images(args.images, args.n_images, args.image_size)
-        else:
-            fixed = default_fixed_images(args.image_size)
-            if args.n_images:
-                fixed = fixed[:args.n_images]
-        human_paths = human_scores = None
-        if args.spaq:
-            from attiqa.spaq import load_spaq_annotations
-
-            table = load_spaq_annotations(args.spaq)
-            root = Path(args.spaq) if Path(args.spaq).is_dir() else Path(args.spaq).parent.parent
-            paths = [root / "TestImage" / n for n in table["image"]]
-            keep = np.array([p.is_file() for p in paths])
-            if not keep.any():
-                raise FileNotFoundError(f"none of the {len(paths)} SPAQ images is under {root / 'TestImage'}")
-            if not keep.all():
-                print(f"select-prompts: {int((~keep).sum())} of {len(paths)} SPAQ images are missing; using the "
-                      f"{int(keep.sum())} present", file=sys.stderr)
-            idx = np.flatnonzero(keep)
-            if args.spaq_limit and args.spaq_limit < len(idx):
-                idx = np.sort(np.random.default_rng(args.seed).choice(idx, args.spaq_limit, replace=False))
-            human_paths = [paths[i] for i in idx]
-            human_scores = table["attributes"][idx]
-        teacher = CLIPTeacher(args.clip_model, device=device)
-        ranking = select_prompts(teacher, adjectives, fixed, template=args.template,
-                                 levels=np.linspace(0, 1, args.levels), human_paths=human_paths,
-                                 human_scores=human_scores, image_size=args.spaq_size, batch_size=args.batch_size,
-                                 num_workers=args.workers, seed=args.seed, progress=not args.no_progress)
-        provenance = {"clip_model": str(args.clip_model), "template": args.template,
-                      "fixed_images": len(fixed), "levels": args.levels,
-                      "spaq_images": 0 if human_paths is None else len(human_paths)}
-        files = write_outputs(ranking, args.out_dir, args.top, provenance)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa select-prompts: error: {exc}", file=sys.stderr)
-        return 1
-    width = max(map(len, ATTRIBUTES))
-    for a in ATTRIBUTES:
-        best = ranking.rows(a)[0]
-        h = "" if best["srocc_human"] is None else f", human {best['srocc_human']:+.3f}"
-        print(f"{a:<{width}}  {best['positive']!r} / {best['negative']!r}  (distortion "
-              f"{best['srocc_distortion']:+.3f}{h}, joint {best['joint']:+.3f})")
-    print(f"wrote {files['csv']}, {files['markdown']} and {files['prompts']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
