@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+import transformers  # a required dependency: a broken install fails here, it is not skipped
 from scipy.stats import spearmanr
 
 from attiqa import ATTRIBUTES
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +248,6 @@ def test_select_prompts_cli_errors(tmp_path, capsys):
 
 
 def test_spaq_xlsx_and_csv_agree(tmp_path):
-    pytest.importorskip("openpyxl")
     from attiqa.data.datasets import load_spaq
     from attiqa.data.spaq import ANNOTATION_FILE, load_spaq_annotations, write_spaq_miniature
 
