@@ -145,20 +145,23 @@ def load_image_set(
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
     Args:
-        root: MIT-Adobe-5K root (or the sample set, same layout).
+        root: MIT-Adobe-5K root, the sample set or any folder of RAW files (``isp.datasets``).
         split: ``"train"`` or ``"test"``.
         preview_side: longest side of the cached preview.
         crop: ``(H, W)`` crop of every preview's mosaic.
-        split_name: which split file (``isp.fivek.load_split``'s ``split``).
+        split_name: which split (``isp.datasets.load_split``'s ``split``).
         seed: split seed.
         limit: keep only the first ``limit`` images (``None`` = all).
         crop_mode, crops_per_image: which windows become entries (:func:`crop_windows`).
         flip: mirror every second ``random`` window left-right (augmentation; ``ImageSet.flips``).
         augment_seed: seed of the random windows.
     """
-    from isp import fivek
+    import sys
 
-    entries = fivek.load_split(root, split=split_name, seed=seed)[split]
+    import isp
+    from isp import datasets, fivek
+
+    entries = datasets.load_split(root, split=split_name, seed=seed)[split]  # FiveK, sample set or any RAW folder
     if limit is not None:
         entries = entries[:limit]
     if not entries:
@@ -167,11 +170,17 @@ def load_image_set(
     rng = np.random.default_rng(augment_seed)
     raws, ids, flips = [], [], []
     for e in entries:
-        preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
+        try:
+            preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
+        except isp.RawError as exc:  # a broken file in a FiveK root (RAW folders skip them in load_split)
+            print(f"[envs] skipped unreadable RAW file {e.dng}: {exc}", file=sys.stderr)
+            continue
         for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
             raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
             ids.append(f"{e.id}/{name}" if name else e.id)
             flips.append(bool(flip) and k % 2 == 1)
+    if not raws:
+        raise ValueError(f"no usable RAW file in the {split!r} split of {root}")
     return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None)
 
 
