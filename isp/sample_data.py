@@ -274,8 +274,9 @@ def capture_plan(n_images: int | None = None) -> list[Capture]:
     condition ``(s + r) mod C`` (C conditions): the first S captures show every scene once (the
     first C of them every condition), and the first S x C every scene under every condition.
     Beyond S x C the grid repeats with other cameras, CFA phases and random draws. The camera is
-    ``k mod 5``, the CFA phase cycles through all four, every sixth file is stored rotated
-    (Orientation 6 at ``k mod 6 = 4``, 3 at ``k mod 6 = 5``), and a stereo scene alternates views
+    ``k mod 5``, the CFA phase cycles through all four, some files are stored rotated
+    (Orientation 6 at ``k mod 5 = 4``, else 3 at ``k mod 6 = 5``; both occur among the first 12
+    captures in train and in test), and a stereo scene alternates views
     between rounds.
 
     Args:
@@ -295,7 +296,7 @@ def capture_plan(n_images: int | None = None) -> list[Capture]:
         out.append(Capture(
             index=k, scene=scene.name, view=r % len(scene.views), condition=CONDITIONS[(s + r) % n_c].name,
             camera=k % len(CAMERAS), cfa=("RGGB", "BGGR", "GRBG", "GBRG")[(k + k // len(CAMERAS)) % 4],
-            orientation=6 if k % 6 == 4 else (3 if k % 6 == 5 else 1),
+            orientation=6 if k % 5 == 4 else (3 if k % 6 == 5 else 1),
         ))
     return out
 

@@ -129,6 +129,8 @@ def test_first_captures_cover_scenes_conditions_and_test_scenes():
     assert {c.scene for c in plan} == {s.name for s in sd.SCENES}
     assert {c.condition for c in plan} == {c.name for c in sd.CONDITIONS}
     assert {c.scene for c in plan if c.subset == "test"} == set(sd.TEST_SCENES)
+    for subset in ("train", "test"):  # files that need turning on both sides
+        assert {c.orientation for c in plan if c.subset == subset} == {1, 3, 6}
     assert [c.name for c in sd.capture_plan(12)] == [c.name for c in sd.capture_plan()[:12]]
     with pytest.raises(ValueError, match="n_images"):
         sd.capture_plan(0)
