@@ -230,6 +230,7 @@ def load_image_set(
     augment_seed: int = 0,
     detail_crop: int = 0,
     detail_halo: int = 16,
+    expert_dir: str | Path | None = None,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
@@ -250,13 +251,14 @@ def load_image_set(
             (:attr:`ImageSet.details`; 0 = none). The training split draws its position from
             ``augment_seed``, the test split takes the center.
         detail_halo: margin of the detail windows (:func:`detail_window`).
+        expert_dir: expert renderings of a plain RAW folder, paired by file (``isp.datasets.load_split``).
     """
     import sys
 
     import isp
     from isp import datasets
 
-    entries = datasets.load_split(root, split=split_name, seed=seed)[split]  # FiveK, sample set or any RAW folder
+    entries = datasets.load_split(root, split=split_name, seed=seed, expert_dir=expert_dir)[split]  # FiveK, sample set or any RAW folder
     if limit is not None:
         entries = entries[:limit]
     if not entries:

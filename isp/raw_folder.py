@@ -167,8 +167,29 @@ def expert_colour_space(path: str | os.PathLike) -> str:
     return "prophoto" if bits16 else "srgb"
 
 
+_VERDICTS: dict[tuple[str, int, int], str | None] = {}
+
+
 def _check(path: Path) -> str | None:
-    """Why ``path`` cannot be used (the decoder's message), or None when it decodes."""
+    """Why ``path`` cannot be used (the decoder's message), or None when it decodes.
+
+    Each file is decoded once per process (the verdict is kept by path, size and mtime), so the
+    train and test splits of one run do not decode the same files twice.
+    """
+    try:
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _VERDICTS:
+        return _VERDICTS[key]
+    verdict = _check_uncached(path)
+    if key is not None:
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+def _check_uncached(path: Path) -> str | None:
     if path.is_dir():
         return f"{path}: is a folder, not a RAW file"
     if path.is_file() and not os.access(path, os.R_OK):

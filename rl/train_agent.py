@@ -38,7 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--reward", default="attiqa", choices=reward_names(), help="reward model from the registry")
     p.add_argument("--algo", default="sac", choices=ALGOS, help="Stable-Baselines3 algorithm")
-    p.add_argument("--data", default=None, help="MIT-Adobe-5K root (default: the embedded sample set, built on first use)")
+    p.add_argument("--data", default=None, help="an MIT-Adobe-5K root or any folder of camera RAW files (default: the embedded "
+                   "sample set, built on first use)")
+    p.add_argument("--experts", default=None, help="expert renderings of a RAW folder given by --data, paired by file name "
+                   "(16-bit = ProPhoto TIFF, 8-bit = sRGB, or as their ICC profile says); the judges compare with them")
     p.add_argument("--attiqa-checkpoint", default=None, help="ATTIQA checkpoint (default: the starter model, built on first use)")
     p.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the agent, the envs and random search")
@@ -75,6 +78,7 @@ def resolve_config(args) -> dict:
         algo=args.algo,
         reward=args.reward,
         data=str(Path(args.data).resolve()),
+        experts=str(Path(args.experts).resolve()) if args.experts else None,
         attiqa_checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
         seed=args.seed,
         device=args.device,
@@ -162,9 +166,10 @@ def run(argv=None) -> int:
     env_config = EnvConfig.from_dict(config["env"])
     config["env"] = env_config.to_dict()
     ev = config.get("eval", {})
-    train_images = load_image_set(config["data"], "train", **env_config.image_kwargs(), augment_seed=int(config["seed"]))
+    data_kwargs = dict(expert_dir=config.get("experts"))
+    train_images = load_image_set(config["data"], "train", **env_config.image_kwargs(), **data_kwargs, augment_seed=int(config["seed"]))
     test_images = load_image_set(config["data"], "test", **{**env_config.image_kwargs(), "crop_mode": ev.get("crop_mode", "center"),
-                                                            "flip": False})
+                                                            "flip": False}, **data_kwargs)
     n_train_raws = len({i.split("/")[0] for i in train_images.ids})
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
     print(f"data: {n_train_raws} training RAWs ({len(train_images)} views) and {n_test_raws} held-out RAWs "
