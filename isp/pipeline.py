@@ -25,6 +25,9 @@ from .raw import RawImage
 from .stages import (
     Brightness,
     Contrast,
+    DEFAULT_DEMOSAIC,
+    DEFAULT_HIGHLIGHT,
+    DEMOSAIC_METHODS,
     Demosaic,
     Denoise,
     Exposure,
@@ -42,11 +45,12 @@ __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAU
 
 _CH = {"R": 0, "G": 1, "B": 2}
 
-#: Rows of overlap between tiles: at least the summed radii of the spatial stages (demosaic 1,
-#: chroma denoise 2 x 2 + 2 at half resolution, which covers the luma denoise's 2, sharpen 2,
-#: 9 in all; the test shows 8 is enough) with a margin, even so that tiles keep the CFA phase
-#: and the half-resolution grid.
-TILE_HALO = 10
+#: Rows of overlap between tiles after the demosaic: at least the summed radii of the later
+#: spatial stages (chroma denoise 2 x 2 + 2 at half resolution, which covers the luma denoise's
+#: 2, sharpen 2: 8 in all) with a margin. A tile's halo is this plus the demosaic method's
+#: radius, rounded up to even so that tiles keep the CFA phase and the half-resolution grid
+#: (:meth:`ISP.tile_halo`; 10 rows for bilinear).
+TILE_HALO = 9
 #: Rows of context the sharpening stage reads on each side (the halo the per-pixel stages keep).
 SHARPEN_RADIUS = lowpass_radius(SHARPEN_SIGMA)
 #: Default tile size on CPU, in pixels (rows x width x batch); measured fastest on a 6-MP image.
@@ -143,17 +147,22 @@ class ISP(nn.Module):
             (up to float rounding) but the working set stays in the CPU caches, which makes a
             full-resolution render several times faster. None = automatic
             (:data:`DEFAULT_TILE_PIXELS` on CPU, no tiling on CUDA); 0 = never tile.
+        demosaic: demosaicing method, a key of :data:`isp.stages.DEMOSAIC_METHODS` (``menon``,
+            ``mhc``, ``bilinear``; default :data:`isp.stages.DEFAULT_DEMOSAIC`).
+        highlight: highlight clip after white balance, a key of
+            :data:`isp.stages.HIGHLIGHT_MODES` (default ``neutral``: clipped highlights are grey).
 
     Example:
         >>> isp_ = ISP()  # doctest: +SKIP
         >>> rgb = isp_(RawBatch.from_raws([raw]), neutral_params(1))  # doctest: +SKIP
     """
 
-    def __init__(self, tile_pixels: int | None = None) -> None:
+    def __init__(self, tile_pixels: int | None = None, demosaic: str = DEFAULT_DEMOSAIC,
+                 highlight: str = DEFAULT_HIGHLIGHT) -> None:
         super().__init__()
         self.tile_pixels = tile_pixels
-        self.white_balance = WhiteBalance()
-        self.demosaic = Demosaic()
+        self.white_balance = WhiteBalance(highlight)
+        self.demosaic = Demosaic(demosaic)
         self.color_matrix = ColorMatrix()
         self.denoise = Denoise()
         self.exposure = Exposure()
@@ -210,6 +219,7 @@ class ISP(nn.Module):
         gains = wb_gains(batch.as_shot_wb, P["wb_temperature"], P["wb_tint"])
         h = batch.linear.shape[-2]
         rows = self._tile_rows(batch)
+        halo = self.tile_halo
         if rows >= h:
             return self._render(batch.linear, batch, gains, P, active)
         # Row tiles with a halo: every stage is local (radius <= TILE_HALO in total), so each
@@ -218,13 +228,19 @@ class ISP(nn.Module):
         out = [] if grad else torch.empty(b, 3, h, batch.linear.shape[-1], device=dev, dtype=batch.linear.dtype)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
-            a0, a1 = max(0, r0 - TILE_HALO), min(h, r1 + TILE_HALO)
+            a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
             y = self._render(batch.linear[:, :, a0:a1], batch, gains, P, active, keep=(r0 - a0, r1 - a0))
             if grad:
                 out.append(y)
             else:  # copied while the tile is still in cache (no full-size concatenation)
                 out[:, :, r0:r1].copy_(y)
         return torch.cat(out, dim=2) if grad else out
+
+    @property
+    def tile_halo(self) -> int:
+        """Rows of overlap between tiles: the demosaic's radius plus :data:`TILE_HALO`, even."""
+        r = DEMOSAIC_METHODS[self.demosaic.method].radius + TILE_HALO
+        return r + r % 2
 
     def _tile_rows(self, batch: RawBatch) -> int:
         """Even number of rows per tile (the whole height when tiling is off or not worth it)."""
@@ -234,8 +250,9 @@ class ISP(nn.Module):
             target = 0 if batch.device.type != "cpu" else DEFAULT_TILE_PIXELS
         if target <= 0:
             return h
-        rows = max(2 * TILE_HALO, int(target) // max(1, b * w)) // 2 * 2
-        return h if rows + 2 * TILE_HALO >= h else rows
+        halo = self.tile_halo
+        rows = max(2 * halo, int(target) // max(1, b * w)) // 2 * 2
+        return h if rows + 2 * halo >= h else rows
 
     def _render(self, mosaic: torch.Tensor, batch: RawBatch, gains: torch.Tensor, P: dict, active: dict,
                 keep: tuple[int, int] | None = None) -> torch.Tensor:
@@ -246,7 +263,8 @@ class ISP(nn.Module):
         cut to ``keep`` plus the sharpening radius, so the per-pixel stages skip the halo."""
         # Without autograd, clips run in place on the fresh tensor each stage returns.
         clip = clamp01 if torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad) else _clamp01_
-        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns)  # = self.demosaic(self.white_balance(..))
+        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns,  # = self.demosaic(self.white_balance(..))
+                                   self.demosaic.method, self.white_balance.highlight)
         x = clip(self.color_matrix(x, batch.cam_to_srgb))
         # Without autograd each stage returns a fresh tensor that only the next stage reads, so
         # the later stages may use it as scratch or output (overwrite).
