@@ -114,9 +114,10 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
     With ``x = clip(g m, 0, L)``, ``L = min(1, min_c g_c)`` (``neutral``) or 1, and the
     demosaic's decisions frozen (they are piecewise constant), the output ``D(x)`` is linear in
     ``x = sum_c g_c m_c [inside] + L [clipped]``, so ``dD/dg_c = D(m_c [inside])`` plus
-    ``D([clipped])`` for the gain that sets ``L`` when ``min_c g_c <= 1``. These tangent images are made
-    in the forward pass by one batched call of the same linear map; the backward pass is a dot
-    product per gain.
+    ``D([clipped])`` for the gain that sets ``L`` when ``min_c g_c <= 1``. The red, blue and
+    clipped tangent images are made in the forward pass by one batched call of the same linear
+    map; green's follows from ``D = sum_c g_c T_c + L T_clip``. The backward pass is a dot
+    product per tangent.
     """
 
     @staticmethod
@@ -132,15 +133,15 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
         from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
         if highlight == "channel":
             from_level = torch.zeros_like(from_level)
-        # tangents: m restricted to each colour's unclipped sites, then the clipped indicator
+        # tangents: m restricted to the unclipped red and blue sites, and the clipped indicator;
+        # green's follows from linearity, D = g_R T_R + g_G T_G + g_B T_B + L T_clip
         site = torch.nn.functional.one_hot(cfa_index.to(mosaic.device), 3).to(mosaic.dtype).permute(0, 2, 1)  # (B, 3, 4)
-        ones = torch.ones_like(gains[:, :1]).to(mosaic.dtype)
-        tangents = [m * inside * cfa_rows(site[:, c], torch.arange(4, device=mosaic.device).expand(b, 4), w)
-                    for c in range(3)]
-        k = 3
-        if bool(from_level.any()):
-            tangents.append((1.0 - inside) * cfa_rows(ones.expand(b, 3), cfa_index, w))
-            k = 4
+        pos = torch.arange(4, device=mosaic.device).expand(b, 4)
+        tangents = [m * inside * cfa_rows(site[:, c], pos, w) for c in (0, 2)]
+        clipped = bool((inside.reshape(b, -1).amin(dim=1) < 1.0).any())
+        if clipped:
+            tangents.append(1.0 - inside)
+        k = len(tangents)
         tang = torch.stack(tangents).reshape(k * b, 1, h, w)  # (k B, 1, H, W), tangent-major
         out = mosaic.new_empty(b, 3, h, w)
         deriv = mosaic.new_empty(k, b, 3, h, w)
@@ -151,22 +152,24 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
             out[idx] = o
             sel = [t * b + i for t in range(k) for i in idx]
             deriv.view(k * b, 3, h, w)[sel] = _planes_demosaic(method, tang[sel], pat, masks)[0]
-        argmin = torch.nn.functional.one_hot(gains.argmin(dim=1), 3).to(mosaic.dtype) * from_level.to(mosaic.dtype)[:, None]
-        ctx.save_for_backward(deriv, argmin)
+        ctx.save_for_backward(out, deriv, gains.detach().to(mosaic.dtype), level, from_level.to(mosaic.dtype))
         return out
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        deriv, argmin = ctx.saved_tensors
-        dots = torch.einsum("bchw,kbchw->bk", grad, deriv)  # (B, k)
-        gg = dots[:, :3]
-        if deriv.shape[0] == 4:
-            gg = gg + argmin * dots[:, 3:4]
+        out, deriv, gains, level, from_level = ctx.saved_tensors
+        d_out = torch.einsum("bchw,bchw->b", grad, out)
+        dots = torch.einsum("bchw,kbchw->bk", grad, deriv)  # (B, k): red, blue[, clipped]
+        d_clip = dots[:, 2] if deriv.shape[0] == 3 else torch.zeros_like(d_out)
+        g_r, g_b = dots[:, 0], dots[:, 1]
+        g_g = (d_out - gains[:, 0] * g_r - gains[:, 2] * g_b - level * d_clip) / gains[:, 1]
+        gg = torch.stack([g_r, g_g, g_b], dim=1)
+        gg = gg + torch.nn.functional.one_hot(gains.argmin(dim=1), 3).to(gg.dtype) * (from_level * d_clip)[:, None]
         return gg, None, None, None, None, None
 
 
 def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor, patterns,
-                           method: str = "bilinear", highlight: str = "channel") -> torch.Tensor:
+                           method: str = "bilinear", highlight: str = DEFAULT_HIGHLIGHT) -> torch.Tensor:
     """``demosaic(white_balance(mosaic, gains, cfa_index, highlight), patterns, method)``, as one
     autograd node when only the gains need a gradient (the mosaic is data).
 
