@@ -7,14 +7,14 @@ import sys
 
 # subcommand -> (module exposing main(argv) -> int, one-line description)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "select-prompts": ("attiqa.prompts", "rank antonym prompt pairs by the proxy tasks and pick one per attribute"),
-    "pseudo-label": ("attiqa.pseudo_label", "label an image folder with five attribute scores from a teacher"),
-    "pretrain": ("attiqa.pretrain", "attribute-aware ranking pretraining of the backbone and heads"),
-    "finetune": ("attiqa.finetune", "fine-tune the MOS head (and backbone) on an IQA dataset"),
-    "evaluate": ("attiqa.evaluate", "SROCC/PLCC/KRCC protocols (splits, cross-dataset, data-efficient, linear probe)"),
-    "preference": ("attiqa.preference", "pairwise preference accuracy against human choices"),
-    "build-starter": ("attiqa.starter", "build the offline starter model (not the paper's weights)"),
-    "score": ("attiqa.score", "score images or folders (MOS + five attributes)"),
+    "select-prompts": ("attiqa.cli.select_prompts", "rank antonym prompt pairs by the proxy tasks and pick one per attribute"),
+    "pseudo-label": ("attiqa.cli.pseudo_label", "label an image folder with five attribute scores from a teacher"),
+    "pretrain": ("attiqa.cli.pretrain", "attribute-aware ranking pretraining of the backbone and heads"),
+    "finetune": ("attiqa.cli.finetune", "fine-tune the MOS head (and backbone) on an IQA dataset"),
+    "evaluate": ("attiqa.cli.evaluate", "SROCC/PLCC/KRCC protocols (splits, cross-dataset, data-efficient, linear probe)"),
+    "preference": ("attiqa.cli.preference", "pairwise preference accuracy against human choices"),
+    "build-starter": ("attiqa.cli.build_starter", "build the offline starter model (not the paper's weights)"),
+    "score": ("attiqa.cli.score", "score images or folders (MOS + five attributes)"),
 }
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attiqa import ATTRIBUTES
-from attiqa.quality import QualityModel, QualityOutput
+from attiqa.attributes import ATTRIBUTES
+from attiqa.modeling.quality import QualityModel, QualityOutput
 
 __all__ = ["QualityMetric", "create_metric", "load_quality_model", "expand_image_paths"]
 
@@ -32,8 +32,7 @@ def load_quality_model(path) -> tuple[QualityModel, dict]:
         ValueError: not an ATTIQA checkpoint, a pretrained checkpoint without MOS head, or weights
             that do not match the stored architecture.
     """
-    from attiqa.checkpoint import load_checkpoint
-    from attiqa.finetune import _load_strict
+    from attiqa.modeling.checkpoint import load_checkpoint, load_state_strict
 
     path = Path(path)
     if not path.is_file():
@@ -69,7 +68,7 @@ def load_quality_model(path) -> tuple[QualityModel, dict]:
            and not torch.isfinite(v).all()]
     if bad:
         raise ValueError(f"{path}: the checkpoint holds NaN or infinite weights ({len(bad)} tensors, e.g. {bad[0]})")
-    _load_strict(model, state, path)
+    load_state_strict(model, state, path)
     _check_normalization(model, meta, path)
     model.eval()
     return model, meta
@@ -152,7 +151,7 @@ class QualityMetric(nn.Module):
         Returns:
             One dict per path: ``{"path": str, "mos": float, "sharpness": float, ...}``.
         """
-        from attiqa.transforms import load_image, resize_short_edge
+        from attiqa.data.transforms import load_image, resize_short_edge
 
         out = []
         for p in paths:
@@ -172,17 +171,18 @@ def create_metric(checkpoint=None, device="cpu", progress: bool = True) -> Quali
 
     Args:
         checkpoint: a quality checkpoint path; ``None`` = the starter model
-            (:func:`attiqa.starter.ensure_starter`, built on first use).
+            (:func:`attiqa.training.starter.build.ensure_starter`, built on first
+            use: the one time the scoring API loads training code).
         device: ``"cpu"``, ``"cuda"``, ``"auto"``.
         progress: show the progress bar when the starter has to be built.
 
     Returns:
         A :class:`QualityMetric` in eval mode with frozen weights.
     """
-    from attiqa.finetune import resolve_device
+    from attiqa.utils.device import resolve_device
 
     if checkpoint is None:
-        from attiqa.starter import ensure_starter
+        from attiqa.training.starter.build import ensure_starter
         checkpoint = ensure_starter(progress=progress)
         try:
             model, meta = load_quality_model(checkpoint)
@@ -200,7 +200,7 @@ def expand_image_paths(inputs) -> list[Path]:
     Raises:
         FileNotFoundError: an input does not exist, or a folder holds no image.
     """
-    from attiqa.transforms import IMAGE_EXTENSIONS
+    from attiqa.data.transforms import IMAGE_EXTENSIONS
 
     out: list[Path] = []
     for item in inputs:

@@ -22,6 +22,8 @@ __all__ = [
     "CROP_MODES",
     "ImageSet",
     "crop_windows",
+    "whole_view",
+    "make_view",
     "preview_for_crop",
     "prepare_raw",
     "StepResult",
@@ -31,9 +33,10 @@ __all__ = [
     "potential",
 ]
 
-# How ``load_image_set`` cuts crops out of each preview: the center only, the center and the four
-# corners (the IQA test protocol), or the center plus random windows (training augmentation).
-CROP_MODES = ("center", "five", "random")
+# How ``load_image_set`` makes the environment's views of each preview: the whole image resampled
+# to the crop shape (tone and colour are judged on the whole picture), the center crop only, the
+# center and the four corners (the IQA test protocol), or the center plus random windows.
+CROP_MODES = ("whole", "center", "five", "random")
 
 
 @dataclass
@@ -49,12 +52,21 @@ class ImageSet:
         crop: ``(H, W)`` mosaic size.
         flips: per entry, whether the rendering is mirrored left-right before it is scored
             (an augmentation; ``None`` = never).
+        sources: per entry, the dataset entry (``.id``, ``.dng``, ``.expert_c``, ``.scene``,
+            ``.condition``) its crop was cut from (``None`` when built from RawImages directly).
+        details: per entry, a window of the *full-resolution* RAW at 1:1 pixel scale with
+            ``detail_halo`` extra pixels on every side (:func:`detail_window`), where denoising
+            and sharpening are judged at the scale they act on (``None``: no detail term).
+        detail_halo: the margin of every detail window, cut off after rendering.
     """
 
     raws: list
     ids: list[str]
     crop: tuple[int, int]
     flips: list[bool] | None = None
+    sources: list | None = None
+    details: list | None = None
+    detail_halo: int = 0
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -62,6 +74,10 @@ class ImageSet:
     def flip_mask(self, idx: Sequence[int]) -> list[bool]:
         """Which of the entries ``idx`` are mirrored."""
         return [bool(self.flips[int(i)]) if self.flips else False for i in idx]
+
+    def center_indices(self) -> list[int]:
+        """The entries that are the center crop of their photograph (one per photograph)."""
+        return [i for i, name in enumerate(self.ids) if "/" not in name]
 
 
 def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, *, cropped: bool = True):
@@ -96,6 +112,77 @@ def preview_for_crop(get_preview: Callable[[int], object], crop: tuple[int, int]
     return raw.center_crop(h, w) if cropped else raw
 
 
+def whole_view(raw, shape: tuple[int, int]):
+    """The whole image of ``raw`` resampled to a mosaic of ``shape`` (the same CFA phase).
+
+    Each of the four CFA planes is resampled on its own (bilinear with antialiasing, so a
+    downscale averages like a box filter) and the planes are interleaved again, so the result is a
+    valid Bayer mosaic of the whole scene at a fixed size: views of photographs of any size and
+    aspect ratio stack into one batch (the aspect ratio is not kept; tone and colour do not depend
+    on it).
+
+    Args:
+        raw: an ``isp.RawImage`` (usually a preview a little larger than ``shape``).
+        shape: ``(H, W)`` of the view, even numbers.
+    """
+    h, w = (int(v) for v in shape)
+    if h % 2 or w % 2:
+        raise ValueError(f"view shape must be even, got {shape}")
+    m = torch.from_numpy(np.array(raw.mosaic, dtype=np.float32))
+    H, W = m.shape[0] // 2 * 2, m.shape[1] // 2 * 2
+    planes = m[:H, :W].reshape(H // 2, 2, W // 2, 2).permute(1, 3, 0, 2).reshape(1, 4, H // 2, W // 2)
+    if planes.shape[-2:] != (h // 2, w // 2):
+        planes = F.interpolate(planes, size=(h // 2, w // 2), mode="bilinear", align_corners=False, antialias=True)
+    mosaic = planes.reshape(2, 2, h // 2, w // 2).permute(2, 0, 3, 1).reshape(h, w)
+    return raw.replace(mosaic=np.ascontiguousarray(mosaic.numpy(), dtype=np.float32))
+
+
+def detail_window(raw, size: int, halo: int, rng=None):
+    """A ``size`` x ``size`` window of a full-resolution RAW plus ``halo`` pixels on every side.
+
+    Rendering the window and cutting ``halo`` pixels off each side gives the same pixels as
+    rendering the whole RAW and cutting out the window, provided ``halo`` covers the ISP's
+    neighbourhoods (demosaic, denoise, sharpening); that is what makes the detail term of the
+    reward see denoising and sharpening exactly as ``render.py`` applies them at full size.
+
+    Args:
+        raw: the full-resolution ``isp.RawImage``.
+        size: window side (even). halo: margin (even).
+        rng: ``numpy.random.Generator`` for a random position; ``None`` = the center.
+
+    Returns:
+        ``(window RawImage of side size + 2 * halo, top, left)`` where ``top, left`` locate the
+        window (without halo) in the RAW.
+
+    Raises:
+        ValueError: the RAW is smaller than the window with its halo.
+    """
+    size, halo = int(size) // 2 * 2, int(halo) // 2 * 2
+    H, W = raw.mosaic.shape
+    full = size + 2 * halo
+    if H < full or W < full:
+        raise ValueError(f"RAW {getattr(raw, 'path', '') or ''} is {H}x{W}, smaller than the detail window {full}x{full}")
+    if rng is None:
+        top, left = (H - full) // 2 // 2 * 2, (W - full) // 2 // 2 * 2
+    else:
+        top, left = int(rng.integers(0, H - full + 1)) // 2 * 2, int(rng.integers(0, W - full + 1)) // 2 * 2
+    win = raw.replace(mosaic=np.ascontiguousarray(raw.mosaic[top : top + full, left : left + full]))
+    return win, top + halo, left + halo
+
+
+def make_view(get_preview: Callable[[int], object], crop: tuple[int, int], preview_side: int, mode: str = "center"):
+    """The environment's view of one RAW: ``whole`` (:func:`whole_view`) or the ``center`` crop.
+
+    Args:
+        get_preview: ``side -> isp.RawImage`` preview whose longest side is ``side``.
+        crop: ``(H, W)`` of the view. preview_side: longest side of the preview it is cut from.
+        mode: ``"whole"`` or ``"center"`` (the first window of every other crop mode).
+    """
+    if mode == "whole":
+        return whole_view(get_preview(max(int(preview_side), *crop)), crop)
+    return preview_for_crop(get_preview, crop, preview_side)
+
+
 def crop_windows(shape: tuple[int, int], crop: tuple[int, int], mode: str = "center", n: int = 1, rng=None) -> list[tuple[str, int, int]]:
     """Top-left corners of the crops cut out of a mosaic, with even offsets (the CFA phase is kept).
 
@@ -123,9 +210,9 @@ def crop_windows(shape: tuple[int, int], crop: tuple[int, int], mode: str = "cen
     return out
 
 
-def prepare_raw(raw, crop: tuple[int, int], preview_side: int):
-    """:func:`preview_for_crop` for an in-memory ``isp.RawImage`` (what the predictor uses)."""
-    return preview_for_crop(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side)
+def prepare_raw(raw, crop: tuple[int, int], preview_side: int, mode: str = "center"):
+    """:func:`make_view` for an in-memory ``isp.RawImage`` (what the predictor uses)."""
+    return make_view(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side, mode)
 
 
 def load_image_set(
@@ -141,6 +228,8 @@ def load_image_set(
     crops_per_image: int = 1,
     flip: bool = False,
     augment_seed: int = 0,
+    detail_crop: int = 0,
+    detail_halo: int = 16,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
@@ -152,9 +241,15 @@ def load_image_set(
         split_name: which split file (``isp.fivek.load_split``'s ``split``).
         seed: split seed.
         limit: keep only the first ``limit`` images (``None`` = all).
-        crop_mode, crops_per_image: which windows become entries (:func:`crop_windows`).
-        flip: mirror every second ``random`` window left-right (augmentation; ``ImageSet.flips``).
+        crop_mode, crops_per_image: which views become entries: ``whole`` (:func:`whole_view`, one
+            per RAW) or windows of the preview (:func:`crop_windows`).
+        flip: mirror every second ``random`` window left-right, or with ``whole`` add each RAW's
+            mirrored view as a second entry (augmentation; ``ImageSet.flips``).
         augment_seed: seed of the random windows.
+        detail_crop: side of a 1:1 window of each full-resolution RAW kept beside its views
+            (:attr:`ImageSet.details`; 0 = none). The training split draws its position from
+            ``augment_seed``, the test split takes the center.
+        detail_halo: margin of the detail windows (:func:`detail_window`).
     """
     from isp import fivek
 
@@ -165,19 +260,57 @@ def load_image_set(
         raise ValueError(f"the {split!r} split of {root} is empty")
     crop = tuple(int(c) for c in crop)
     rng = np.random.default_rng(augment_seed)
-    raws, ids, flips = [], [], []
+    raws, ids, flips, sources, details = [], [], [], [], []
+    detail_rng = np.random.default_rng([augment_seed, 1]) if split == "train" else None
     for e in entries:
-        preview = preview_for_crop(lambda side, e=e: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
-        for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
-            raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
-            ids.append(f"{e.id}/{name}" if name else e.id)
-            flips.append(bool(flip) and k % 2 == 1)
-    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None)
+        n_before = len(raws)
+        _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
+        if detail_crop:
+            import isp
+
+            win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
+            details += [win] * (len(raws) - n_before)
+    return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
+                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0)
+
+
+def _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng) -> None:
+    """The views of one dataset entry (see :func:`load_image_set`), appended to the lists."""
+    from isp import fivek
+
+    if crop_mode == "whole":
+        view = make_view(lambda side: fivek.cached_preview(e.dng, side), crop, preview_side, "whole")
+        for k in range(2 if flip else 1):
+            raws.append(view)
+            ids.append(e.id if k == 0 else f"{e.id}/flip")
+            flips.append(k == 1)
+            sources.append(e)
+        return
+    preview = preview_for_crop(lambda side: fivek.cached_preview(e.dng, side), crop, preview_side, cropped=False)
+    for k, (name, top, left) in enumerate(crop_windows(preview.mosaic.shape, crop, crop_mode, crops_per_image, rng)):
+        raws.append(preview.replace(mosaic=preview.mosaic[top : top + crop[0], left : left + crop[1]]))
+        ids.append(f"{e.id}/{name}" if name else e.id)
+        flips.append(bool(flip) and k % 2 == 1)
+        sources.append(e)
 
 
 def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
     """Area-downscales ``(B, 3, H, W)`` images to ``(B, 3, size, size)``."""
     return F.adaptive_avg_pool2d(images, (size, size))
+
+
+def luma_histogram(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """Fraction of pixels per bin of display-encoded luma (Rec. 709 weights), ``(B, bins)``.
+
+    Tells the agent where the tones of a rendering lie (dark, bright, clipped) beyond what a
+    thumbnail's averages show.
+    """
+    w = torch.tensor([0.2126, 0.7152, 0.0722], device=images.device, dtype=images.dtype)
+    luma = torch.einsum("bchw,c->bhw", images, w).flatten(1)
+    idx = (luma * bins).long().clamp(0, bins - 1)
+    counts = torch.zeros(images.shape[0], bins, device=images.device, dtype=images.dtype)
+    counts.scatter_add_(1, idx, torch.ones_like(luma))
+    return counts / luma.shape[1]
 
 
 def clipped_fraction(images: torch.Tensor, eps: float = 1.0 / 255.0) -> torch.Tensor:
@@ -241,6 +374,7 @@ class StepResult:
         clipped: ``(B,)`` clipped-pixel fraction of the render.
         images: ``(B, 3, H, W)`` renders (only when requested), else ``None``.
         cast: ``(B,)`` :func:`colour_cast` of the render.
+        hist: ``(B, bins)`` :func:`luma_histogram` of the render (``(B, 0)`` without bins).
     """
 
     score: np.ndarray
@@ -250,6 +384,7 @@ class StepResult:
     clipped: np.ndarray
     images: np.ndarray | None = None
     cast: np.ndarray | None = None
+    hist: np.ndarray | None = None
 
     def row(self, i: int) -> "StepResult":
         """The ``i``-th entry as a batch of one."""
@@ -261,6 +396,7 @@ class StepResult:
             self.clipped[i : i + 1],
             None if self.images is None else self.images[i : i + 1],
             None if self.cast is None else self.cast[i : i + 1],
+            None if self.hist is None else self.hist[i : i + 1],
         )
 
 
@@ -272,6 +408,9 @@ class TuningCore:
         reward: a :class:`envs.rewards.RewardModel` or a registry name.
         reward_checkpoint: checkpoint for a named learned reward (``None`` = its default).
         thumb_size: side of the observation thumbnail.
+        hist_bins: bins of the observation's luma histogram (0 = none).
+        detail_weight: weight of the reward model's score of the 1:1 detail windows
+            (:attr:`ImageSet.details`) in the score; the view's score gets ``1 - detail_weight``.
         device: torch device for the ISP and the reward model.
     """
 
@@ -282,6 +421,8 @@ class TuningCore:
         *,
         reward_checkpoint: str | None = None,
         thumb_size: int = 16,
+        hist_bins: int = 0,
+        detail_weight: float = 0.0,
         device: str | torch.device = "cpu",
     ) -> None:
         import isp
@@ -293,6 +434,10 @@ class TuningCore:
         self.reward = self.reward.to(self.device).eval()
         self.pipeline = isp.ISP().to(self.device).eval()
         self.thumb_size = int(thumb_size)
+        self.hist_bins = int(hist_bins)
+        self.detail_weight = float(detail_weight) if images.details else 0.0
+        if not 0.0 <= self.detail_weight <= 1.0:
+            raise ValueError(f"detail_weight must lie in [0, 1], got {detail_weight}")
         self.num_params = int(isp.NUM_PARAMS)
         self._neutral: dict[int, StepResult] = {}
         self.reward_evals = 0  # images scored so far (one per image per forward)
@@ -317,6 +462,36 @@ class TuningCore:
             imgs = torch.where(mask, imgs.flip(-1), imgs)
         return imgs
 
+    def render_detail(self, idx: Sequence[int], unit: torch.Tensor, batch=None) -> torch.Tensor:
+        """Renders the 1:1 detail windows of images ``idx`` (halo cut off), ``(B, 3, s, s)``."""
+        params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
+        if batch is None:
+            batch = self.isp_module.RawBatch.from_raws([self.images.details[int(i)] for i in idx], device=self.device)
+        imgs = self.pipeline(batch, params, validate=False)
+        h = self.images.detail_halo
+        return imgs[..., h : imgs.shape[-2] - h, h : imgs.shape[-1] - h] if h else imgs
+
+    def detail_batch(self, idx: Sequence[int]):
+        """``isp.RawBatch`` of the detail windows of ``idx`` (``None`` without a detail term)."""
+        if not self.detail_weight:
+            return None
+        return self.isp_module.RawBatch.from_raws([self.images.details[int(i)] for i in idx], device=self.device)
+
+    def score(self, idx: Sequence[int], unit: torch.Tensor, batch=None, detail_batch=None):
+        """Renders the views (and detail windows) and scores them; differentiable w.r.t. ``unit``.
+
+        Returns:
+            ``(RewardOutput, view renders)``: score and normalised score mix the view's and the
+            detail windows' by ``detail_weight``; attributes are the view's.
+        """
+        imgs = self.render(idx, unit, batch=batch)
+        out = self.reward(imgs)
+        if self.detail_weight:
+            d = self.reward(self.render_detail(idx, unit, batch=detail_batch))
+            w = self.detail_weight
+            out = type(out)((1 - w) * out.score + w * d.score, (1 - w) * out.normalized + w * d.normalized, out.attributes)
+        return out, imgs
+
     @torch.no_grad()
     def evaluate(self, idx: Sequence[int], unit: np.ndarray | torch.Tensor, keep_images: bool = False) -> StepResult:
         """Renders and scores ``B`` (image, params) pairs in one ISP batch and one reward forward.
@@ -327,8 +502,7 @@ class TuningCore:
             keep_images: also return the renders.
         """
         unit_t = torch.as_tensor(np.asarray(unit, dtype=np.float32), device=self.device)
-        imgs = self.render(idx, unit_t)
-        out = self.reward(imgs)
+        out, imgs = self.score(idx, unit_t)
         self.reward_evals += len(idx)
         return StepResult(
             score=out.score.float().cpu().numpy(),
@@ -338,6 +512,7 @@ class TuningCore:
             clipped=clipped_fraction(imgs).float().cpu().numpy(),
             images=imgs.float().cpu().numpy() if keep_images else None,
             cast=colour_cast(imgs).float().cpu().numpy(),
+            hist=luma_histogram(imgs, self.hist_bins).float().cpu().numpy() if self.hist_bins else np.zeros((len(idx), 0), np.float32),
         )
 
     def neutral(self, idx: Sequence[int]) -> list[StepResult]:

@@ -2,7 +2,7 @@
 
     python experiments/bench_pseudo_label.py --teacher clip-b16 --n-images 192 --batch-size 32
 
-* **pipeline**: :func:`attiqa.pseudo_label.label_shards` end to end on JPEG files - DataLoader
+* **pipeline**: :func:`attiqa.training.pseudo_label.label_shards` end to end on JPEG files - DataLoader
   workers decode, resize and crop; the teacher labels; shards are written atomically.
 * **ceiling**: the same teacher object, the same batch size and the same images, already decoded
   and cropped in memory: only the teacher's forward passes are timed.
@@ -61,7 +61,7 @@ def build_teacher(name: str, clip_model: str | None):
         from attiqa.teachers import AnalyticTeacher
 
         return AnalyticTeacher()
-    from attiqa.clip_teacher import CLIPTeacher, random_clip_model
+    from attiqa.teachers.clip import CLIPTeacher, random_clip_model
 
     if name == "clip-b16":
         model, tok = random_clip_model("vit-b/16", seed=0)
@@ -92,8 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
 
-    from attiqa.image_folder import ImageFolderDataset, list_images
-    from attiqa.pseudo_label import label_shards
+    from attiqa.data.image_folder import ImageFolderDataset, list_images
+    from attiqa.training.pseudo_label import label_shards
 
     cores = os.cpu_count() or 1
     threads = args.threads or max(1, cores - args.workers)

@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from experiments import metrics as M  # noqa: E402
+from envs import judges as M  # noqa: E402
 
 METHODS = ("agent", "default", "expert_c")
 TEMPLATE = Path(__file__).with_name("study_template.html")

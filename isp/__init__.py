@@ -5,6 +5,7 @@ family, :class:`ParamSpec`, :data:`PARAM_SPECS`, :data:`PARAM_NAMES`, :data:`NUM
 :func:`neutral_params`, :func:`unit_to_params`, :func:`params_to_unit`, :func:`validate_params`,
 :func:`params_from_dict`, :func:`params_to_dict`, :class:`RawBatch`, :class:`ISP`, :func:`render`,
 :func:`apply_orientation`, :func:`save_image`; ``isp.sample_data`` and ``isp.fivek`` submodules;
+``isp.reference`` (the Kornia reference of :class:`ISP`, imported on demand: it loads Kornia);
 ``isp.cpu.tune_allocator`` for CPU command-line tools.
 """
 from .io import save_image

@@ -20,6 +20,11 @@ __all__ = [
     "ColorMatrix",
     "SRGBEncode",
     "LUMA_WEIGHTS",
+    "SRGB_SLOPE",
+    "SRGB_THRESHOLD",
+    "SRGB_DECODE_THRESHOLD",
+    "SRGB_GAMMA",
+    "SRGB_OFFSET",
 ]
 
 _SRGB = colour.RGB_COLOURSPACES["sRGB"]
@@ -48,16 +53,27 @@ def camera_to_srgb_matrix(cam_to_xyz: np.ndarray) -> np.ndarray:
     return np.linalg.inv(srgb_to_cam)
 
 
-_LOG_1055 = float(np.log(1.055))
+#: IEC 61966-2-1 sRGB transfer: ``e = SLOPE x`` for linear ``x <= THRESHOLD``, else
+#: ``e = (1 + OFFSET) x^(1/GAMMA) - OFFSET``; decoding switches branch at the encoded value
+#: ``DECODE_THRESHOLD`` (= ``SLOPE * THRESHOLD`` to the standard's four digits).
+SRGB_SLOPE = 12.92
+SRGB_THRESHOLD = 0.0031308
+SRGB_DECODE_THRESHOLD = 0.04045
+SRGB_GAMMA = 2.4
+SRGB_OFFSET = 0.055
+_LOG_SCALE = float(np.log(1.0 + SRGB_OFFSET))
 
 
 def srgb_encode(x: torch.Tensor) -> torch.Tensor:
     """IEC 61966-2-1 sRGB opto-electronic transfer (linear -> encoded).
 
-    Computed as ``min(12.92 x, 1.055 max(x, 0.0031308)^(1/2.4) - 0.055)``: the power branch is
-    below the linear one exactly above the threshold (it is concave with a smaller slope
-    there), so the minimum selects the right branch without a mask, and the power is taken as
-    ``exp(log(.) / 2.4)``, about twice as fast as ``pow`` on CPU.
+    Computed as ``min(12.92 x, 1.055 max(x, 0.0031308)^(1/2.4) - 0.055)``: above the threshold
+    the power branch is below the linear one (concave, with a smaller slope there), so the
+    minimum selects it without a mask, and the power is taken as ``exp(log(.) / 2.4)``, about
+    twice as fast as ``pow`` on CPU. The standard's rounded constants make the branches cross
+    about 1.3e-7 below the threshold, so on ``[0.0031307, 0.0031308)`` the power branch is taken
+    where the standard takes the linear one: lower by at most 2.9e-8 (``isp.reference``, which
+    uses Kornia's encoding, states the same bound in its tests).
 
     Args:
         x: linear values, any shape, expected in ``[0, 1]`` (negatives are clamped to 0).
@@ -73,25 +89,25 @@ def _srgb_encode_nonneg(x: torch.Tensor, overwrite: bool = False) -> torch.Tenso
     ``overwrite``: ``x`` may be used as scratch (no autograd; the caller owns it)."""
     # 1.055 x^(1/2.4) = exp(log(x) / 2.4 + log(1.055)); in place on fresh tensors only
     if torch.is_grad_enabled() and x.requires_grad:
-        t = torch.log(x.clamp_min(0.0031308))
-        hi = torch.exp(torch.add(_log_1055(t), t, alpha=1.0 / 2.4)) - 0.055
-        return torch.minimum(x * 12.92, hi)
-    t = x.clamp_min(0.0031308).log_()
-    torch.add(_log_1055(t), t, alpha=1.0 / 2.4, out=t)
-    hi = t.exp_().sub_(0.055)
-    return torch.minimum(hi, x.mul_(12.92) if overwrite else x * 12.92, out=hi)
+        t = torch.log(x.clamp_min(SRGB_THRESHOLD))
+        hi = torch.exp(torch.add(_log_scale(t), t, alpha=1.0 / SRGB_GAMMA)) - SRGB_OFFSET
+        return torch.minimum(x * SRGB_SLOPE, hi)
+    t = x.clamp_min(SRGB_THRESHOLD).log_()
+    torch.add(_log_scale(t), t, alpha=1.0 / SRGB_GAMMA, out=t)
+    hi = t.exp_().sub_(SRGB_OFFSET)
+    return torch.minimum(hi, x.mul_(SRGB_SLOPE) if overwrite else x * SRGB_SLOPE, out=hi)
 
 
-def _log_1055(like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(_LOG_1055, dtype=like.dtype, device=like.device)
+def _log_scale(like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(_LOG_SCALE, dtype=like.dtype, device=like.device)
 
 
 def srgb_decode(y: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`srgb_encode` (encoded -> linear)."""
     y = y.clamp_min(0.0)
-    lo = y / 12.92
-    hi = ((y.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4)
-    return torch.where(y <= 0.04045, lo, hi)
+    lo = y / SRGB_SLOPE
+    hi = ((y.clamp_min(SRGB_DECODE_THRESHOLD) + SRGB_OFFSET) / (1.0 + SRGB_OFFSET)).pow(SRGB_GAMMA)
+    return torch.where(y <= SRGB_DECODE_THRESHOLD, lo, hi)
 
 
 def apply_color_matrix(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

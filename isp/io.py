@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._atomic import atomic_path
+
 __all__ = ["save_image", "srgb_icc_profile", "to_uint"]
 
 _EXT_8 = {".png", ".jpg", ".jpeg"}
@@ -61,8 +63,7 @@ def save_image(img: torch.Tensor | np.ndarray, path: str | os.PathLike, bits: in
     arr = to_uint(img, bits)
     icc = srgb_icc_profile()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{ext}")
-    try:
+    with atomic_path(path) as tmp:
         if ext in (".tif", ".tiff"):
             import tifffile
 
@@ -75,10 +76,6 @@ def save_image(img: torch.Tensor | np.ndarray, path: str | os.PathLike, bits: in
             im = Image.fromarray(arr, "RGB")
             kw = {"quality": int(quality), "subsampling": 0} if ext in (".jpg", ".jpeg") else {"compress_level": 6}
             im.save(tmp, icc_profile=icc, **kw)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

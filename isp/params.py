@@ -23,6 +23,7 @@ __all__ = [
     "validate_params",
     "params_from_dict",
     "params_to_dict",
+    "as_param_batch",
 ]
 
 
@@ -179,3 +180,40 @@ def params_to_dict(p: torch.Tensor) -> dict[str, float]:
     p = torch.as_tensor(p).detach().reshape(-1)
     _check_last_dim(p, "ISP parameters")
     return {n: float(v) for n, v in zip(PARAM_NAMES, p.cpu().tolist())}
+
+
+def as_param_batch(params, batch_size: int, *, validate: bool = True, unit: bool = False,
+                   device=None, dtype=None) -> torch.Tensor:
+    """What a renderer accepts as parameters, as one ``(B, P)`` tensor of physical values.
+
+    Args:
+        params: ``(B, P)`` or ``(P,)`` (or ``(1, P)``, shared by the whole batch); None = neutral.
+        batch_size: B.
+        validate: check finiteness and ranges (see :func:`validate_params`).
+        unit: ``params`` are in the unit box and are mapped by :func:`unit_to_params` first.
+        device: device of the result.
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(B, P)`` physical parameters on ``device`` in ``dtype`` (differentiable).
+
+    Raises:
+        ValueError: a wrong shape, or (with ``validate``) NaN/inf or an out-of-range value.
+    """
+    b = int(batch_size)
+    if params is None:
+        params = neutral_params(b, device=device)
+    params = torch.as_tensor(params)
+    if params.dim() == 1:
+        params = params.unsqueeze(0)
+    if params.dim() == 2 and params.shape[0] == 1 and b > 1:
+        params = params.expand(b, -1)
+    if params.dim() != 2 or params.shape != (b, NUM_PARAMS):
+        raise ValueError(f"params must be (B, P) = ({b}, {NUM_PARAMS}), got {tuple(params.shape)}")
+    if unit:
+        if validate and not torch.isfinite(params).all():
+            raise ValueError("unit ISP parameters contain NaN or inf")
+        params = unit_to_params(params)
+    if validate:
+        validate_params(params)
+    return params.to(device=device, dtype=dtype)

@@ -5,7 +5,7 @@ output, sRGB primaries, then sRGB encoding):
 
 1. black subtraction and normalisation by the white level (in :class:`RawBatch`, once),
 2. white balance on the mosaic (as-shot x temperature/tint), clip to ``[0, 1]``,
-3. bilinear demosaic,
+3. demosaic (menon by default; mhc, bilinear),
 4. camera RGB -> linear sRGB (white-preserving matrix from camera->XYZ and colour-science's
    sRGB primaries), clip,
 5. denoise (luma/chroma), 6. exposure, 7. highlights/shadows, 8. saturation/vibrance,
@@ -19,26 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .color import ColorMatrix, SRGBEncode, camera_to_srgb_matrix
-from .params import NUM_PARAMS, PARAM_INDEX, neutral_params, unit_to_params, validate_params
+from .color import apply_color_matrix, camera_to_srgb_matrix
+from .params import NUM_PARAMS, PARAM_INDEX, as_param_batch
 from .raw import RawImage
-from .stages import (
-    Brightness,
-    Contrast,
-    DEFAULT_DEMOSAIC,
-    DEFAULT_HIGHLIGHT,
-    DEMOSAIC_METHODS,
-    Demosaic,
-    Denoise,
-    Exposure,
-    HighlightsShadows,
-    Saturation,
-    Sharpen,
-    WhiteBalance,
-)
+from .stages import DEFAULT_DEMOSAIC, DEFAULT_HIGHLIGHT, DEMOSAIC_METHODS, HIGHLIGHT_MODES
 from .stages._util import clamp01, is_noop, per_image
+from .stages.detail import SHARPEN_SIGMA, denoise, lowpass_radius, sharpen
 from .stages.fused import encode_tone, exposure_tone, saturate_fused, white_balance_demosaic
-from .stages.detail import SHARPEN_SIGMA, lowpass_radius
 from .stages.white_balance import wb_gains
 
 __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAULT_TILE_PIXELS"]
@@ -122,10 +109,11 @@ class RawBatch:
     def device(self) -> torch.device:
         return self.linear.device
 
-    def to(self, device) -> "RawBatch":
-        """Copy to ``device``."""
-        return RawBatch(self.linear.to(device), self.as_shot_wb.to(device), self.cfa_index.to(device),
-                        self.cam_to_srgb.to(device), self.patterns, self.orientations)
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "RawBatch":
+        """Copy to ``device``; ``dtype`` converts the floating tensors (mosaic, multipliers, matrix),
+        e.g. to float64 for a precise comparison (the pipeline computes in the mosaic's dtype)."""
+        return RawBatch(self.linear.to(device, dtype), self.as_shot_wb.to(device, dtype), self.cfa_index.to(device),
+                        self.cam_to_srgb.to(device, dtype), self.patterns, self.orientations)
 
     def index(self, idx) -> "RawBatch":
         """Sub-batch ``idx`` (a list of ints or a slice)."""
@@ -161,17 +149,12 @@ class ISP(nn.Module):
                  highlight: str = DEFAULT_HIGHLIGHT) -> None:
         super().__init__()
         self.tile_pixels = tile_pixels
-        self.white_balance = WhiteBalance(highlight)
-        self.demosaic = Demosaic(demosaic)
-        self.color_matrix = ColorMatrix()
-        self.denoise = Denoise()
-        self.exposure = Exposure()
-        self.highlights_shadows = HighlightsShadows()
-        self.saturation = Saturation()
-        self.encode = SRGBEncode()
-        self.brightness = Brightness()
-        self.contrast = Contrast()
-        self.sharpen = Sharpen()
+        if demosaic not in DEMOSAIC_METHODS:
+            raise ValueError(f"unknown demosaic method {demosaic!r}; choose from {sorted(DEMOSAIC_METHODS)}")
+        if highlight not in HIGHLIGHT_MODES:
+            raise ValueError(f"unknown highlight mode {highlight!r}; choose from {sorted(HIGHLIGHT_MODES)}")
+        self.demosaic_method = demosaic
+        self.highlight = highlight
 
     def forward(self, batch: RawBatch, params: torch.Tensor | None = None, validate: bool = True, *,
                 unit: bool = False) -> torch.Tensor:
@@ -189,22 +172,7 @@ class ISP(nn.Module):
         """
         b = len(batch)
         dev = batch.device
-        if params is None:
-            params = neutral_params(b, device=dev)
-        params = torch.as_tensor(params)
-        if params.dim() == 1:
-            params = params.unsqueeze(0)
-        if params.dim() == 2 and params.shape[0] == 1 and b > 1:
-            params = params.expand(b, -1)
-        if params.dim() != 2 or params.shape != (b, NUM_PARAMS):
-            raise ValueError(f"params must be (B, P) = ({b}, {NUM_PARAMS}), got {tuple(params.shape)}")
-        if unit:
-            if validate and not torch.isfinite(params).all():
-                raise ValueError("unit ISP parameters contain NaN or inf")
-            params = unit_to_params(params)
-        if validate:
-            validate_params(params)
-        p = params.to(device=dev, dtype=batch.linear.dtype)
+        p = as_param_batch(params, b, validate=validate, unit=unit, device=dev, dtype=batch.linear.dtype)
         P = {n: p[:, i] for n, i in PARAM_INDEX.items()}
         # Stages whose controls are all exactly neutral (and need no gradient) are skipped.
         active = {
@@ -239,7 +207,7 @@ class ISP(nn.Module):
     @property
     def tile_halo(self) -> int:
         """Rows of overlap between tiles: the demosaic's radius plus :data:`TILE_HALO`, even."""
-        r = DEMOSAIC_METHODS[self.demosaic.method].radius + TILE_HALO
+        r = DEMOSAIC_METHODS[self.demosaic_method].radius + TILE_HALO
         return r + r % 2
 
     def _tile_rows(self, batch: RawBatch) -> int:
@@ -263,14 +231,14 @@ class ISP(nn.Module):
         cut to ``keep`` plus the sharpening radius, so the per-pixel stages skip the halo."""
         # Without autograd, clips run in place on the fresh tensor each stage returns.
         clip = clamp01 if torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad) else _clamp01_
-        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns,  # = self.demosaic(self.white_balance(..))
-                                   self.demosaic.method, self.white_balance.highlight)
-        x = clip(self.color_matrix(x, batch.cam_to_srgb))
+        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns,  # = demosaic(white_balance(..))
+                                   self.demosaic_method, self.highlight)
+        x = clip(apply_color_matrix(x, batch.cam_to_srgb))
         # Without autograd each stage returns a fresh tensor that only the next stage reads, so
         # the later stages may use it as scratch or output (overwrite).
         own = clip is _clamp01_
         if active["denoise"]:
-            x = clip(self.denoise(x, P["denoise_luma"], P["denoise_chroma"], overwrite=own))
+            x = clip(denoise(x, P["denoise_luma"], P["denoise_chroma"], overwrite=own))
         if keep is not None:
             r = SHARPEN_RADIUS if active["sharpen"] else 0
             c0, c1 = max(0, keep[0] - r), min(x.shape[-2], keep[1] + r)
@@ -278,18 +246,18 @@ class ISP(nn.Module):
                 x = x[:, :, c0:c1]
             keep = (keep[0] - c0, keep[1] - c0)
         # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
-        # self.exposure -> self.highlights_shadows and self.encode -> self.brightness -> self.contrast.
+        # adjust_exposure -> adjust_highlights_shadows and srgb_encode -> adjust_brightness -> adjust_contrast.
         if active["exposure"] or active["highlights_shadows"]:
             hs = active["highlights_shadows"]
             x = exposure_tone(x, torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
                               per_image(P["highlights"], x) if hs else None, per_image(P["shadows"], x) if hs else None,
                               overwrite=own)
         if active["saturation"]:
-            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x), overwrite=own)  # = self.saturation
+            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x), overwrite=own)  # = saturate
         # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
         x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
                         per_image(P["contrast"], x) if active["contrast"] else None, overwrite=own)
-        x = self.sharpen(x, P["sharpen"], overwrite=own) if active["sharpen"] else clip(x)  # sharpen clips itself
+        x = sharpen(x, P["sharpen"], overwrite=own) if active["sharpen"] else clip(x)  # sharpen clips itself
         if keep is not None and keep != (0, x.shape[-2]):
             x = x[:, :, keep[0] : keep[1]]
         return x

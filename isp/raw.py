@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_path
+
 __all__ = [
     "RawError",
     "RawFileNotFoundError",
@@ -164,23 +166,21 @@ class RawImage:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to an ``.npz`` file (no pickle), atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(
-            tmp,
-            mosaic=self.mosaic,
-            cfa_pattern=np.array(self.cfa_pattern),
-            black_level=self.black_level,
-            white_level=np.array(self.white_level),
-            as_shot_wb=self.as_shot_wb,
-            cam_to_xyz=self.cam_to_xyz,
-            orientation=np.array(self.orientation),
-            path=np.array(self.path if self.path is not None else ""),
-            has_path=np.array(self.path is not None),
-            make=np.array(self.make),
-            model=np.array(self.model),
-        )
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(
+                tmp,
+                mosaic=self.mosaic,
+                cfa_pattern=np.array(self.cfa_pattern),
+                black_level=self.black_level,
+                white_level=np.array(self.white_level),
+                as_shot_wb=self.as_shot_wb,
+                cam_to_xyz=self.cam_to_xyz,
+                orientation=np.array(self.orientation),
+                path=np.array(self.path if self.path is not None else ""),
+                has_path=np.array(self.path is not None),
+                make=np.array(self.make),
+                model=np.array(self.model),
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RawImage":

@@ -6,9 +6,16 @@
      "agent":           {...},
      "random_search":   {... as many reward evaluations per image as the agent uses},
      "gradient_ascent": {... per-image Adam on the unit-box params through ISP + reward},
-     "amortisation":    {"score_gain_ratio": agent gain / GA gain, "compute_ratio": GA s / agent s}}
+     "amortisation":    {"score_gain_ratio": agent gain / GA gain, "compute_ratio": GA s / agent s},
+     "benchmark":       {"agent_vs_default_dE_ratio", "judge_max_side", ...}}
 
-Scores are the reward model's own scores (``mos`` for ATTIQA), not the regularised reward.
+``mean_score`` and ``per_image`` are the reward model's own scores (``mos`` for ATTIQA, not the
+regularised reward) on the environment's view of each held-out image, the objective the agent was
+trained on. :func:`judge_policies` adds a ``judges`` section to every policy: each policy's
+parameters applied to the *whole* held-out RAW at full resolution (bounded by ``judge_max_side``)
+and measured by the reward model and by judges it never trained on (:mod:`envs.judges`): CIEDE2000,
+PSNR, SSIM and colour cast against the expert rendering, clipped-pixel fraction and grey-world
+cast; per image, per capture condition and in summary.
 """
 from __future__ import annotations
 
@@ -18,14 +25,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["evaluate_policies", "gradient_ascent", "random_search", "save_before_after_grid", "save_training_curve"]
+__all__ = ["POLICIES", "evaluate_policies", "gradient_ascent", "judge_policies", "random_search", "save_before_after_grid",
+           "save_training_curve", "format_judges", "CORRECT_CONDITIONS"]
+
+#: The policies of an evaluation, in reporting order.
+POLICIES = ("default", "agent", "random_search", "gradient_ascent")
+#: Capture conditions without a capture error (the others are what an ISP tuner should fix).
+CORRECT_CONDITIONS = ("correct",)
 
 
-def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images: bool = False) -> tuple[dict, np.ndarray | None]:
+def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float) -> dict:
     """Scores the final params of a policy (this measurement is not counted in its compute)."""
     import isp
 
-    res = core.evaluate(idx, unit, keep_images=keep_images)
+    res = core.evaluate(idx, unit)
     physical = isp.unit_to_params(torch.as_tensor(unit)).numpy()
     names = list(isp.PARAM_NAMES)
     per_image = [
@@ -47,7 +60,7 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float, keep_images:
         "seconds_per_image": float(seconds / max(len(idx), 1)),
         "per_image": per_image,
     }
-    return entry, res.images
+    return entry
 
 
 def random_search(
@@ -111,14 +124,13 @@ def gradient_ascent(
     opt = torch.optim.Adam([z], lr=lr)
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
-    raw = core.raw_batch(idx)  # the same images at every step
+    raw, detail = core.raw_batch(idx), core.detail_batch(idx)  # the same images at every step
     neutral = core.neutral(idx)
     clipped_neutral = np.stack([r.clipped[0] for r in neutral])
     cast_neutral = torch.as_tensor(np.stack([r.cast[0] for r in neutral]), device=core.device)
     for _ in range(steps):
         u = torch.tanh(z)
-        imgs = core.render(idx, u, batch=raw)
-        out = core.reward(imgs)
+        out, imgs = core.score(idx, u, batch=raw, detail_batch=detail)
         cast = colour_cast(imgs)
         obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
         if cast_penalty:
@@ -175,28 +187,27 @@ def evaluate_policies(
         progress: show a tqdm bar for gradient ascent.
 
     Returns:
-        The ``eval.json`` dictionary and the renders ``{"default", "agent", "gradient_ascent"}``
-        as ``(B, 3, H, W)`` arrays for the before/after grid.
+        The ``eval.json`` dictionary and the unit-box parameters each policy chose,
+        ``{policy: (B, P)}`` (what :func:`judge_policies` applies at full resolution).
     """
     from tqdm import tqdm
 
     idx = list(range(len(core.images)))
     B, P = len(idx), core.num_params
     results: dict = {}
-    renders: dict[str, np.ndarray] = {}
 
     t0 = time.perf_counter()
     zero = np.zeros((B, P), np.float32)
-    results["default"], renders["default"] = _entry(core, idx, zero, 0, time.perf_counter() - t0, keep_images=True)
+    results["default"] = _entry(core, idx, zero, 0, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     agent_unit, agent_evals = predictor.predict_unit(core, idx)
-    results["agent"], renders["agent"] = _entry(core, idx, agent_unit, agent_evals, time.perf_counter() - t0, True)
+    results["agent"] = _entry(core, idx, agent_unit, agent_evals, time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     rs_unit = random_search(core, idx, agent_evals, seed, reward_scale=reward_scale, param_penalty=param_penalty, clip_penalty=clip_penalty,
                             cast_penalty=cast_penalty)
-    results["random_search"], _ = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
+    results["random_search"] = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
 
     bar = tqdm(total=ga_steps, desc="gradient ascent", disable=not progress, leave=False)
     t0 = time.perf_counter()
@@ -206,7 +217,7 @@ def evaluate_policies(
     )
     ga_seconds = time.perf_counter() - t0
     bar.close()
-    results["gradient_ascent"], renders["gradient_ascent"] = _entry(core, idx, ga_unit, ga_steps, ga_seconds, True)
+    results["gradient_ascent"] = _entry(core, idx, ga_unit, ga_steps, ga_seconds)
     results["gradient_ascent"]["backward_passes"] = int(ga_steps)
 
     d = results["default"]["mean_score"]
@@ -222,25 +233,157 @@ def evaluate_policies(
         "reward_eval_ratio": float(ga_steps / max(agent_evals, 1)),
         "n_images": B,
     }
-    return results, renders
+    units = {"default": zero, "agent": agent_unit, "random_search": rs_unit, "gradient_ascent": ga_unit}
+    return results, units
+
+
+def judge_policies(
+    results: dict,
+    entries: list,
+    units: dict[str, np.ndarray],
+    reward,
+    *,
+    device="cpu",
+    max_side: int | None = 2048,
+    thumb_side: int = 320,
+    progress: bool = True,
+) -> dict[str, list[np.ndarray]]:
+    """Applies each policy's parameters to the whole held-out RAWs and adds the judges to ``results``.
+
+    Every RAW is decoded once (at most ``max_side`` pixels on its longer side, cached by
+    ``isp.fivek.cached_preview``), rendered upright with each policy's parameters, scored by the
+    reward model at that resolution and measured by :func:`envs.judges.judge` against its expert
+    rendering when the entry has one. Adds to ``results[policy]`` a ``judges`` section
+    (``{"mean", "n", "per_condition", "per_image"}``) and to ``results`` a ``benchmark`` section
+    with ``agent_vs_default_dE_ratio``: the agent's mean ΔE2000 over the images with a capture
+    error divided by the default parameters' (``None`` without experts or such images).
+
+    Args:
+        results: the dictionary of :func:`evaluate_policies`, updated in place.
+        entries: one dataset entry per row of ``units`` (``.id``, ``.dng``, ``.expert_c`` and,
+            where known, ``.scene`` and ``.condition``).
+        units: ``{policy: (N, P)}`` unit-box parameters.
+        reward: the reward model (``envs.rewards.RewardModel``).
+        device: torch device for rendering and scoring.
+        max_side: bound on the judged resolution (``None``: the RAW's full size).
+        thumb_side: longer side of the renders returned for the before/after grid.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``{policy: [thumbnail (3, h, w), ...], "expert": [... or None]}`` for the grid.
+    """
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    import isp
+    from envs import judges
+    from isp import fivek
+
+    names = [p for p in POLICIES if p in units]
+    rows: dict[str, list[dict]] = {p: [] for p in names}
+    thumbs: dict[str, list] = {p: [] for p in (*names, "expert")}
+
+    def small(img: torch.Tensor) -> np.ndarray:
+        h, w = img.shape[-2:]
+        s = min(1.0, thumb_side / max(h, w))
+        if s < 1.0:
+            img = F.interpolate(img[None], size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")[0]
+        return img.clamp(0, 1).cpu().numpy()
+
+    for i, e in enumerate(tqdm(entries, desc="judging at full resolution", disable=not progress, leave=False)):
+        raw = fivek.cached_preview(e.dng, max_side)
+        expert = judges.load_expert_srgb(e.expert_c) if getattr(e, "expert_c", None) else None
+        thumbs["expert"].append(None if expert is None else small(torch.as_tensor(expert.transpose(2, 0, 1).copy(), dtype=torch.float32)))
+        for p in names:
+            params = isp.unit_to_params(torch.as_tensor(units[p][i : i + 1], dtype=torch.float32))[0]
+            img = isp.render(raw, params, device=device)
+            with torch.no_grad():
+                score = float(reward(img[None].to(device)).score[0])
+            row = {"id": e.id, "scene": getattr(e, "scene", None) or e.id, "condition": getattr(e, "condition", None) or "all",
+                   "full_res_score": score, "height": int(img.shape[-2]), "width": int(img.shape[-1]),
+                   "params": isp.params_to_dict(params)}
+            row.update(judges.judge(img, expert))
+            rows[p].append(row)
+            thumbs[p].append(small(img))
+    for p in names:
+        summary = judges.summarize(rows[p])
+        summary["per_image"] = rows[p]
+        results[p]["judges"] = summary
+    results["benchmark"] = {
+        "judge_max_side": max_side,
+        "n_images": len(entries),
+        "capture_error_images": sum(r["condition"] not in CORRECT_CONDITIONS for r in rows.get("default", [])),
+        "agent_vs_default_dE_ratio": _de_ratio(rows.get("agent"), rows.get("default")),
+        "gradient_ascent_vs_default_dE_ratio": _de_ratio(rows.get("gradient_ascent"), rows.get("default")),
+    }
+    return thumbs
+
+
+def _de_ratio(policy_rows, default_rows) -> float | None:
+    """Mean ΔE2000 of a policy over the capture-error images / the default's on the same images."""
+    if not policy_rows or not default_rows:
+        return None
+    pairs = [(a.get("delta_e2000"), d.get("delta_e2000")) for a, d in zip(policy_rows, default_rows)
+             if d["condition"] not in CORRECT_CONDITIONS]
+    pairs = [(a, d) for a, d in pairs if a is not None and d is not None]
+    if not pairs:
+        return None
+    den = float(np.mean([d for _, d in pairs]))
+    return float(np.mean([a for a, _ in pairs]) / den) if den > 0 else None
+
+
+def format_judges(results: dict) -> str:
+    """A plain-text table of the judges per policy (overall and per capture condition)."""
+    from envs.judges import JUDGES
+
+    names = [p for p in POLICIES if "judges" in results.get(p, {})]
+    if not names:
+        return "(no judges)"
+    cols = ("score", "full_res_score", *JUDGES)
+    short = {"score": "reward", "full_res_score": "reward_full", "delta_e2000": "dE2000", "psnr": "PSNR", "ssim": "SSIM",
+             "cast_vs_expert": "cast_vs_exp", "clipped_fraction": "clipped", "colour_cast": "grey_cast"}
+    lines = [f"{'policy':<16}{'condition':<12}" + "".join(f"{short[c]:>12}" for c in cols)]
+    conditions = sorted(results[names[0]]["judges"].get("per_condition", {}))
+    for p in names:
+        j = results[p]["judges"]
+        groups = [("all", {**j["mean"], "score": results[p].get("mean_score")})]
+        if len(conditions) > 1:
+            groups += [(c, j["per_condition"][c]["mean"]) for c in conditions]
+        for cond, m in groups:
+            lines.append(f"{p:<16}{cond:<12}" + "".join(f"{m[c]:>12.4f}" if m.get(c) is not None else f"{'-':>12}" for c in cols))
+    b = results.get("benchmark", {})
+    if b.get("agent_vs_default_dE_ratio") is not None:
+        lines.append(f"agent_vs_default_dE_ratio={b['agent_vs_default_dE_ratio']:.4f} "
+                     f"(mean dE2000 on {b['capture_error_images']} capture-error images, agent / default)")
+    return "\n".join(lines)
 
 
 def _to_hwc(img: np.ndarray) -> np.ndarray:
     return np.clip(np.transpose(img, (1, 2, 0)), 0.0, 1.0)
 
 
-def save_before_after_grid(
-    path, renders: dict[str, np.ndarray], results: dict, ids: list[str], max_rows: int = 6, orientations: list[int] | None = None
-) -> None:
-    """PNG grid: one row per test image, columns default / agent / gradient ascent, scores in titles.
+def grid_rows(conditions: list[str], max_rows: int = 8) -> list[int]:
+    """Which images a grid shows: one per capture condition first (in order of appearance), then the rest."""
+    first: dict[str, int] = {}
+    for i, c in enumerate(conditions):
+        first.setdefault(c, i)
+    order = list(first.values()) + [i for i in range(len(conditions)) if i not in first.values()]
+    return order[:max_rows]
 
-    Center crops (ids without ``/``) come first. ``orientations`` (LibRaw flips, one per entry)
-    turn every render upright as the camera recorded it (``isp.apply_orientation``); the
-    environment itself renders and scores the crops in the mosaic's stored orientation.
+
+def save_before_after_grid(path, thumbs: dict[str, list], results: dict, max_rows: int = 8) -> None:
+    """PNG grid of whole held-out images, upright: default | agent | gradient ascent | expert.
+
+    One row per image (one per capture condition first); each title gives the reward model's
+    full-resolution score and, where the expert exists, the ΔE2000 to it and the clipped fraction.
+
+    Args:
+        path: output PNG (written atomically).
+        thumbs: from :func:`judge_policies`.
+        results: the evaluation with its ``judges`` sections.
+        max_rows: most rows shown.
     """
     import io
-
-    import isp
 
     import matplotlib
 
@@ -249,20 +392,31 @@ def save_before_after_grid(
 
     from rl.common import atomic_write_bytes
 
-    cols = [c for c in ("default", "agent", "gradient_ascent") if c in renders]
-    order = sorted(range(len(ids)), key=lambda i: ("/" in ids[i], i))[:max_rows]
-    rows = len(order)
-    fig, axes = plt.subplots(rows, len(cols), figsize=(3.2 * len(cols), 3.0 * rows), squeeze=False)
+    cols = [c for c in ("default", "agent", "gradient_ascent") if c in thumbs]
+    has_expert = any(t is not None for t in thumbs.get("expert", []))
+    if has_expert:
+        cols.append("expert")
+    rows_meta = results[cols[0]]["judges"]["per_image"]
+    order = grid_rows([r["condition"] for r in rows_meta], max_rows)
+    fig, axes = plt.subplots(len(order), len(cols), figsize=(3.0 * len(cols), 2.6 * len(order)), squeeze=False)
     for r, i in enumerate(order):
         for c, name in enumerate(cols):
             ax = axes[r][c]
-            img = torch.as_tensor(renders[name][i])
-            if orientations is not None:
-                img = isp.apply_orientation(img, int(orientations[i]))
-            ax.imshow(_to_hwc(img.numpy()))
-            s = results[name]["per_image"][i]["score"]
-            ax.set_title(f"{ids[i]} {name}: {s:.3f}", fontsize=8)
             ax.axis("off")
+            img = thumbs[name][i]
+            if img is None:
+                continue
+            ax.imshow(_to_hwc(img))
+            meta = rows_meta[i]
+            if name == "expert":
+                title = f"{meta['id']} expert"
+            else:
+                j = results[name]["judges"]["per_image"][i]
+                de = f" dE {j['delta_e2000']:.1f}" if j.get("delta_e2000") is not None else ""
+                title = f"{name} {j['full_res_score']:.3f}{de} clip {j['clipped_fraction']:.2f}"
+            if c == 0:
+                title = f"{meta['id']} [{meta['condition']}]\n" + title
+            ax.set_title(title, fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

@@ -30,8 +30,6 @@ from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  #
 
 # What --resume may change in a run's config (none of it alters the environment or the agent).
 RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
-# Keys of the config's `env` section that shape the image set, not the environment object.
-IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "crop_mode", "crops_per_image", "flip")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,10 +70,7 @@ def resolve_config(args) -> dict:
         args.data = str(ensure_sample_set())
     checkpoint = args.attiqa_checkpoint
     if args.reward == "attiqa" and checkpoint is None:
-        from attiqa.starter import ensure_starter
-
         print("reward: no --attiqa-checkpoint given, using the STARTER ATTIQA model (not the paper's weights)")
-        checkpoint = str(ensure_starter())
     config.update(
         algo=args.algo,
         reward=args.reward,
@@ -105,13 +100,14 @@ def run(argv=None) -> int:
 
     tune_allocator()  # training, rendering and the starter build reuse freed memory (no page faults)
 
+    from envs.config import EnvConfig
     from envs.core import TuningCore, load_image_set
     from envs.rewards import create_reward
     from envs.vec_env import IspTuningVecEnv
     from rl.common import (
-        atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, potential_kwargs, resolve_device,
+        atomic_write_text, dump_json, load_yaml, merge_config, parse_overrides, resolve_device,
     )
-    from rl.evaluate import evaluate_policies, save_before_after_grid, save_training_curve
+    from rl.evaluate import evaluate_policies, format_judges, judge_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
     from rl.training import (
         CurveCallback,
@@ -159,23 +155,22 @@ def run(argv=None) -> int:
     print(f"run folder: {run_dir}  (algo {config['algo']}, reward {config['reward']}, device {device})")
 
     # 2. Reward model and environments (train split for training, test split for evaluation).
-    reward = create_reward(config["reward"], config["attiqa_checkpoint"] if config["reward"] == "attiqa" else None, device)
+    # The registry builds the reward once (for attiqa without a checkpoint: the starter, built on first use).
+    reward = create_reward(config["reward"], config.get("attiqa_checkpoint"), device)
+    config["attiqa_checkpoint"] = reward.checkpoint
     print(f"reward: {reward.description}; range {reward.score_range}, lower_better={reward.lower_better}")
-    env_kwargs = build_env_kwargs(config)
+    env_config = EnvConfig.from_dict(config["env"])
+    config["env"] = env_config.to_dict()
     ev = config.get("eval", {})
-    image_kwargs = dict(preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"])
-    train_images = load_image_set(
-        config["data"], "train", **image_kwargs, crop_mode=env_kwargs.get("crop_mode", "center"),
-        crops_per_image=int(env_kwargs.get("crops_per_image", 1)), flip=bool(env_kwargs.get("flip", False)),
-        augment_seed=int(config["seed"]),
-    )
-    test_images = load_image_set(config["data"], "test", **image_kwargs, crop_mode=ev.get("crop_mode", "center"))
+    train_images = load_image_set(config["data"], "train", **env_config.image_kwargs(), augment_seed=int(config["seed"]))
+    test_images = load_image_set(config["data"], "test", **{**env_config.image_kwargs(), "crop_mode": ev.get("crop_mode", "center"),
+                                                            "flip": False})
     n_train_raws = len({i.split("/")[0] for i in train_images.ids})
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
-    print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
-          f"({len(test_images)} crops, {ev.get('crop_mode', 'center')}) from {config['data']}")
-    core = TuningCore(train_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
-    venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in IMAGE_KEYS})
+    print(f"data: {n_train_raws} training RAWs ({len(train_images)} views) and {n_test_raws} held-out RAWs "
+          f"({len(test_images)} views, {ev.get('crop_mode', 'center')}) from {config['data']}")
+    core = TuningCore(train_images, reward, **env_config.core_kwargs(), device=device)
+    venv = IspTuningVecEnv(int(config["n_envs"]), env_config, core=core)
     venv = wrap_env(venv, bool(config.get("normalize", True)))
     config["obs_dim"] = int(venv.observation_space.shape[0])
     config["act_dim"] = int(venv.action_space.shape[0])
@@ -190,7 +185,7 @@ def run(argv=None) -> int:
         print(f"resuming at timestep {done_steps}")
     elif int(config.get("demos", {}).get("steps", 0)) > 0:
         demos = config["demos"]
-        demo_stats = add_demonstrations(model, core, env_kwargs, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
+        demo_stats = add_demonstrations(model, core, env_config, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
                                         seed=int(config["seed"]), center_only=bool(demos.get("center_only", True)))
         dump_json(run_dir / DEMOS_FILE, demo_stats)
         print(f"demonstrations: {demo_stats['transitions']} gradient-ascent transitions in the replay buffer "
@@ -215,20 +210,25 @@ def run(argv=None) -> int:
     if curve:
         save_training_curve(run_dir / "training_curve.png", [c["timesteps"] for c in curve], [c["mean_return"] for c in curve], [c["mean_score"] for c in curve])
 
-    # 4. Held-out evaluation: default params, agent, random search, gradient ascent.
+    # 4. Held-out evaluation: default params, agent, random search, gradient ascent; then the judges
+    #    on the whole held-out RAWs at full resolution.
     if args.no_eval:
         return 0
-    test_core = TuningCore(test_images, reward, thumb_size=env_kwargs["thumb_size"], device=device)
+    test_core = TuningCore(test_images, reward, **env_config.core_kwargs(), device=device)
     model.policy.set_training_mode(False)
     predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
-    results, renders = evaluate_policies(
+    results, units = evaluate_policies(
         test_core,
         predictor,
         ga_steps=int(ev.get("ga_steps", 60)),
         ga_lr=float(ev.get("ga_lr", 0.05)),
-        **potential_kwargs(env_kwargs),
+        **env_config.penalties.kwargs(),
         seed=int(config["seed"]),
     )
+    centers = test_images.center_indices()
+    max_side = ev.get("judge_max_side", 2048)
+    thumbs = judge_policies(results, [test_images.sources[i] for i in centers], {p: u[centers] for p, u in units.items()},
+                            reward, device=device, max_side=None if max_side is None else int(max_side))
     results["meta"] = {
         "reward": config["reward"],
         "reward_description": reward.description,
@@ -243,14 +243,17 @@ def run(argv=None) -> int:
 
         results["meta"]["demonstrations"] = json.loads((run_dir / DEMOS_FILE).read_text())
     dump_json(run_dir / EVAL_FILE, results)
-    save_before_after_grid(run_dir / "before_after.png", renders, results, test_images.ids,
-                           orientations=[r.orientation for r in test_images.raws])
+    save_before_after_grid(run_dir / "before_after.png", thumbs, results)
     d, a = results["default"]["mean_score"], results["agent"]["mean_score"]
     am = results["amortisation"]
     print(f"held-out mean score: default {d:.4f}, agent {a:.4f} ({'+' if a >= d else ''}{a - d:.4f}), "
           f"random search {results['random_search']['mean_score']:.4f}, gradient ascent {results['gradient_ascent']['mean_score']:.4f}")
     ratio = am["score_gain_ratio"]
-    print(f"amortisation: gain ratio {ratio if ratio is None else round(ratio, 3)}, compute ratio {am['compute_ratio']:.0f}x; wrote {run_dir / EVAL_FILE}")
+    print(f"amortisation: gain ratio {ratio if ratio is None else round(ratio, 3)}, compute ratio {am['compute_ratio']:.0f}x")
+    print(f"judges on {len(centers)} whole held-out images (longer side <= {max_side}; reward = the env's view, "
+          f"reward_full = the whole image):")
+    print(format_judges(results))
+    print(f"wrote {run_dir / EVAL_FILE} and {run_dir / 'before_after.png'}")
     return 0
 
 

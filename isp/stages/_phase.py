@@ -36,7 +36,7 @@ class Planes:
         if pad % 2:
             raise ValueError(f"pad must be even (it keeps the CFA phase), got {pad}")
         b, _, h, w = mosaic.shape
-        padded = F.pad(mosaic, (pad, pad, pad, pad), mode="reflect") if pad else mosaic
+        padded = reflect_pad(mosaic, pad)
         self.hp, self.wp = (h + 2 * pad) // 2, (w + 2 * pad) // 2
         self.margin = pad // 2
         self.field: Field = {}
@@ -96,3 +96,14 @@ def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     p = max(abs(dy), abs(dx))
     xp = F.pad(x, (p, p, p, p))
     return xp[..., p + dy : p + dy + h, p + dx : p + dx + w]
+
+
+def reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflection padding by ``pad`` on all four sides, in rounds when the image is not larger
+    than ``pad`` (each round reflects the result of the last, which keeps every pixel's CFA
+    parity; the total shift ``pad`` is even)."""
+    while pad > 0:
+        k = min(pad, x.shape[-2] - 1, x.shape[-1] - 1)
+        x = F.pad(x, (k, k, k, k), mode="reflect")
+        pad -= k
+    return x

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import functools
+
 import torch
+from torch.autograd.function import once_differentiable
 
 
 def per_image(v, x: torch.Tensor, ndim: int = 4) -> torch.Tensor:
@@ -51,6 +54,42 @@ def write_pairs(out: torch.Tensor, first: torch.Tensor, second: torch.Tensor) ->
     return out
 
 
+def first_order_only(backward):
+    """Mark the ``backward`` of a custom autograd Function that has no second derivative.
+
+    It applies torch's ``once_differentiable`` (the backward runs without recording a graph)
+    and, in addition, raises as soon as a graph of the gradient is requested
+    (``create_graph=True``, under which autograd runs backward passes with grad mode on).
+    ``once_differentiable`` alone defers its error to a node that ``torch.autograd.grad(...,
+    inputs)`` skips, and it does not fire when the incoming gradient needs no graph (a loss
+    linear in the image), so a Hessian would come back with this node's terms missing and no
+    error. Higher-order gradients of the pipeline come from :mod:`isp.reference`.
+
+    Example:
+        >>> class Square(torch.autograd.Function):
+        ...     @staticmethod
+        ...     def forward(ctx, x):
+        ...         ctx.save_for_backward(x)
+        ...         return x * x
+        ...     @staticmethod
+        ...     @first_order_only
+        ...     def backward(ctx, g):
+        ...         (x,) = ctx.saved_tensors
+        ...         return 2 * x * g
+    """
+    inner = once_differentiable(backward)
+
+    @functools.wraps(inner)
+    def checked(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError(f"{type(ctx).__name__} has no second derivative: a fast ISP node cannot be "
+                               "differentiated with create_graph=True (isp.reference.ReferenceISP can)")
+        return inner(ctx, *grads)
+
+    checked.first_order_only = True
+    return checked
+
+
 class _Clamp01(torch.autograd.Function):
     """``clamp(x, 0, 1)`` that keeps a 0/1 mask for backward instead of the input (autograd's
     clamp backward recomputes two comparisons, an ``and`` and a ``where`` from the saved input)."""
@@ -62,6 +101,7 @@ class _Clamp01(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         (mask,) = ctx.saved_tensors
         return grad * mask

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..color import LUMA_WEIGHTS
-from ._util import clamp01, per_image
+from ._util import clamp01, first_order_only, per_image
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
@@ -22,6 +22,7 @@ class _Luminance(torch.autograd.Function):
         return _luma(x)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         w = torch.tensor(LUMA_WEIGHTS, device=grad.device, dtype=grad.dtype).reshape(1, 3, 1, 1)
         return grad * w
@@ -43,6 +44,7 @@ class _RBChroma(torch.autograd.Function):
         return x[:, 0::2] - _luma(x)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         w = torch.tensor(LUMA_WEIGHTS, device=grad.device, dtype=grad.dtype).reshape(1, 3, 1, 1)
         gr, gb = grad[:, 0:1], grad[:, 1:2]

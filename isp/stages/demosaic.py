@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import write_pairs
+from ._util import first_order_only, write_pairs
 
 _INDEX = {"R": 0, "G": 1, "B": 2}
 
@@ -183,6 +183,7 @@ class _BilinearFilters(torch.autograd.Function):
         return _bilinear_filters(sp)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         return _bilinear_filters(F.pad(grad, (2, 2, 2, 2)))
 

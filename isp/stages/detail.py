@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import clamp01, per_image, write_pairs
+from ._util import clamp01, first_order_only, per_image, write_pairs
 from ..color import LUMA_WEIGHTS
 from .adjust import luminance, rb_chroma
 
@@ -51,6 +51,7 @@ class _SymmetricFilter(torch.autograd.Function):
         return filt(x, dim)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         w = ctx.width
         pad = (w, w, 0, 0) if ctx.dim == -1 else (0, 0, w, w)
@@ -68,6 +69,7 @@ class _ReflectPad(torch.autograd.Function):
         return F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="reflect")
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         r, dim = ctx.r, ctx.dim
         n = grad.shape[dim] - 2 * r
@@ -213,6 +215,7 @@ class _HalfPool(torch.autograd.Function):
         return half_pool(x)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         b, c, h, w = g.shape
         q = g * 0.25
@@ -250,6 +253,7 @@ class _Upsample2(torch.autograd.Function):
         return upsample2(x)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         return _upsample2_adjoint_axis(_upsample2_adjoint_axis(g, -1), -2)
 
@@ -299,17 +303,29 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
     # red and blue chroma; without autograd from Y directly (rb_chroma recomputes Y for its
     # slice-free adjoint)
     ch = rb_chroma(x) if torch.is_grad_enabled() and x.requires_grad else x[:, 0::2] - y
-    # y + a (blur - y) as one lerp pass (a is 0-dim or (B, 1, 1, 1))
-    y = torch.lerp(y, lowpass(y, sigma_luma), a)
-    ch = torch.lerp(ch, smooth_half_res(ch, sigma_chroma), c)
+    # The result is x plus the change of luminance and chroma, not Y + chroma rebuilt: at zero
+    # strength x comes back bit for bit, so a value the colour-matrix clip left at exactly 0 or 1
+    # keeps that value and the clip after this stage passes its gradient (torch.clamp's ends);
+    # rebuilt, rounding put it just outside about half the time and the gradient of both
+    # strengths at neutral depended on it.
+    b, _, h, w = x.shape
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, c))
+    if grad:
+        change = torch.cat([lowpass(y, sigma_luma) - y, smooth_half_res(ch, sigma_chroma) - ch], dim=1)
+    else:  # the unscaled changes (dY, dR, dB) written straight into one buffer
+        change = x.new_empty(b, 3, h, w)
+        torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1])
+        torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:])
+    # x + (1, 1, 1) a dY + the chroma expansion (R, B) -> (R, G, B) of c dC, in one pass: the
+    # strengths scale the columns of the per-image 3x3 matrix
     wr, wg, wb = LUMA_WEIGHTS
-    expand = torch.tensor([[1.0, 0.0], [-wr / wg, -wb / wg], [0.0, 1.0]], device=x.device, dtype=x.dtype)
-    b, _, h, w = ch.shape
-    # Y + (R, G, B) chroma in one pass: Y broadcast over the channels, plus the 3x2 expansion
-    args = (y.reshape(b, 1, h * w), expand.expand(b, 3, 2), ch.reshape(b, 2, h * w))
-    if overwrite and not (torch.is_grad_enabled() and x.requires_grad) and x.is_contiguous():
-        return torch.baddbmm(*args, out=x.view(b, 3, h * w)).view(b, 3, h, w)  # x is no longer read
-    return torch.baddbmm(*args).reshape(b, 3, h, w)
+    expand = torch.tensor([[1.0, 1.0, 0.0], [1.0, -wr / wg, -wb / wg], [1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    strength = torch.cat([a.reshape(-1, 1), c.reshape(-1, 1), c.reshape(-1, 1)], dim=1)  # (B or 1, 3)
+    mat = (expand * strength.unsqueeze(1)).expand(b, 3, 3)
+    change = change.view(b, 3, h * w)
+    if overwrite and not grad and x.is_contiguous():
+        return x.view(b, 3, h * w).baddbmm_(mat, change).view(b, 3, h, w)  # x is no longer read
+    return torch.baddbmm(x.reshape(b, 3, h * w), mat, change).reshape(b, 3, h, w)
 
 
 #: Standard deviation (px) of the sharpening stage's low-pass.

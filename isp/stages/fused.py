@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 
 from ..color import _srgb_encode_nonneg
-from ._util import float_mask
 from ._phase import Planes
-from .demosaic import DEFAULT_DEMOSAIC, _demosaic_phase_planes, demosaic, demosaic_bilinear
+from ._util import first_order_only, float_mask
+from .demosaic import _demosaic_phase_planes, demosaic, demosaic_bilinear
 from .white_balance import DEFAULT_HIGHLIGHT, cfa_rows, clip_level, white_balance
 
 __all__ = ["white_balance_demosaic", "exposure_tone", "encode_tone", "saturate_fused"]
@@ -81,6 +81,7 @@ class _WhiteBalanceDemosaic(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         deriv, gains = ctx.saved_tensors
         gg = _channel_dot(grad, deriv)
@@ -156,6 +157,7 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, grad):  # noqa: D102
         out, deriv, gains, level, from_level = ctx.saved_tensors
         d_out = torch.einsum("bchw,bchw->b", grad, out)
@@ -221,6 +223,7 @@ class _ExposureTone(torch.autograd.Function):
         return _exposure_tone_forward(x, k, h, s)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, k, h, s = ctx.saved_tensors
         gk = gh = gs = None
@@ -310,6 +313,7 @@ class _EncodeTone(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, a, c, e, b_saved = ctx.saved_tensors
         ga = gc = None
@@ -397,6 +401,7 @@ class _Saturate(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):  # noqa: D102
         x, fa, fb, inside, y, mx, mn, sat, f = ctx.saved_tensors
         w = _LUMA

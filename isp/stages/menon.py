@@ -18,15 +18,14 @@ Given the decision masks the method is linear in the mosaic, and the masks are p
 constant, so the gradient with respect to the mosaic (or white-balance gains) is the linear
 map's adjoint; :func:`menon_fields` accepts precomputed masks for that
 (:mod:`isp.stages.fused`). :func:`menon_planes` runs on the four phase planes;
-:func:`menon_reference` is a plain full-resolution version (shifts and ``torch.where`` on masks,
-after the formulas above) that it is tested against.
+:func:`isp.reference.reference_demosaic_menon` is a plain full-resolution version (shifts and
+``torch.where`` on masks, after the formulas above) that it is tested against.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ._phase import Planes, shift, sites
+from ._phase import Planes, sites
 
 #: Reflection padding (even) of both implementations: the margin that the phase-plane steps use
 #: up (7 plane samples); the values at the image centre do not depend on it.
@@ -162,55 +161,3 @@ def menon_planes(mosaic: torch.Tensor, pattern: str, refine: bool = True) -> tor
     pl = Planes(mosaic, MENON_PAD)
     rgb, _, _ = menon_fields(pl, pattern, refine=refine)
     return pl.interleave(rgb, pl.margin)
-
-
-def menon_reference(mosaic: torch.Tensor, pattern: str, refine: bool = True) -> torch.Tensor:
-    """Plain full-resolution version of :func:`menon_planes`: colour masks, zero-filled shifts
-    and ``torch.where``, on the mosaic reflect-padded by :data:`MENON_PAD`."""
-    from .demosaic import bayer_masks
-
-    p = MENON_PAD
-    x = F.pad(mosaic, (p, p, p, p), mode="reflect")
-    h, w = x.shape[-2:]
-    rm, gm, bm = (t.bool() for t in bayer_masks(pattern, h, w, x.device, x.dtype)[0])
-    red_row = rm.any(dim=1, keepdim=True).expand(h, w)
-    blue_row = ~red_row
-    red_col = rm.any(dim=0, keepdim=True).expand(h, w)
-    blue_col = ~red_col
-    s = shift
-    hmean = lambda t: (s(t, 0, -1) + s(t, 0, 1)) / 2  # noqa: E731
-    vmean = lambda t: (s(t, -1, 0) + s(t, 1, 0)) / 2  # noqa: E731
-    hmean3 = lambda t: (s(t, 0, -1) + t + s(t, 0, 1)) / 3  # noqa: E731
-    vmean3 = lambda t: (s(t, -1, 0) + t + s(t, 1, 0)) / 3  # noqa: E731
-    zero = torch.zeros_like(x)
-    gh = torch.where(gm, x, (s(x, 0, -1) + s(x, 0, 1)) / 2 + (2 * x - s(x, 0, -2) - s(x, 0, 2)) / 4)
-    gv = torch.where(gm, x, (s(x, -1, 0) + s(x, 1, 0)) / 2 + (2 * x - s(x, -2, 0) - s(x, 2, 0)) / 4)
-    ch = torch.where(gm, zero, x - gh)
-    cv = torch.where(gm, zero, x - gv)
-    dh = (ch - s(ch, 0, 2)).abs()
-    dv = (cv - s(cv, 2, 0)).abs()
-    sum_h = 3 * (dh + s(dh, 0, -2)) + s(dh, -2, 0) + s(dh, 2, 0) + s(dh, -2, -2) + s(dh, 2, -2) + s(dh, -1, -1) + s(dh, 1, -1)
-    sum_v = 3 * (dv + s(dv, -2, 0)) + s(dv, 0, -2) + s(dv, 0, 2) + s(dv, -2, -2) + s(dv, -2, 2) + s(dv, -1, -1) + s(dv, -1, 1)
-    horiz = sum_v >= sum_h
-    g = torch.where(gm, x, torch.where(horiz, gh, gv))
-    r = torch.where(rm, x, zero)
-    b = torch.where(bm, x, zero)
-    r = torch.where(gm & red_row, g + hmean(r) - hmean(g), r)
-    r = torch.where(gm & blue_row, g + vmean(r) - vmean(g), r)
-    b = torch.where(gm & blue_row, g + hmean(b) - hmean(g), b)
-    b = torch.where(gm & red_row, g + vmean(b) - vmean(g), b)
-    r = torch.where(bm, torch.where(horiz, b + hmean(r) - hmean(b), b + vmean(r) - vmean(b)), r)
-    b = torch.where(rm, torch.where(horiz, r + hmean(b) - hmean(r), r + vmean(b) - vmean(r)), b)
-    if refine:
-        rg, bg = r - g, b - g
-        g = torch.where(rm, r - torch.where(horiz, hmean3(rg), vmean3(rg)), g)
-        g = torch.where(bm, b - torch.where(horiz, hmean3(bg), vmean3(bg)), g)
-        rg, bg = r - g, b - g
-        r = torch.where(gm & blue_row, g + vmean(rg), r)
-        r = torch.where(gm & blue_col, g + hmean(rg), r)
-        b = torch.where(gm & red_row, g + vmean(bg), b)
-        b = torch.where(gm & red_col, g + hmean(bg), b)
-        rb = r - b
-        r = torch.where(bm, b + torch.where(horiz, hmean3(rb), vmean3(rb)), r)
-        b = torch.where(rm, r - torch.where(horiz, hmean3(rb), vmean3(rb)), b)
-    return torch.stack([r, g, b], dim=1)[:, :, 0, p:-p, p:-p]

@@ -10,13 +10,12 @@ coefficients (in eighths):
 * red at blue (blue at red): centre 6, diagonals 2, two away in each direction -3/2.
 
 It is linear in the mosaic, so its gradient is its adjoint. :func:`mhc_planes` evaluates it on
-the four phase planes (the pipeline's path); :func:`mhc_reference` is the plain full-resolution
-convolution it is tested against.
+the four phase planes (the pipeline's path); :func:`isp.reference.reference_demosaic_mhc` is the
+plain full-resolution convolution it is tested against.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._phase import Planes, sites
 
@@ -55,29 +54,3 @@ def mhc_planes(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
     pl = Planes(mosaic, MHC_PAD)
     rgb, _ = mhc_fields(pl, pattern)
     return pl.interleave(rgb, pl.margin)
-
-
-def _kernel(taps: dict, dtype, device) -> torch.Tensor:
-    k = torch.zeros(5, 5, dtype=dtype, device=device)
-    for (dy, dx), w in taps.items():
-        k[2 + dy, 2 + dx] = w
-    return k
-
-
-def mhc_reference(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
-    """Plain MHC: the four 5x5 kernels as ``conv2d`` of the reflect-padded full mosaic, each
-    output pixel taking the kernel its CFA position and colour call for."""
-    from .demosaic import bayer_masks
-
-    b, _, h, w = mosaic.shape
-    p = MHC_PAD
-    padded = F.pad(mosaic, (p, p, p, p), mode="reflect")
-    ks = torch.stack([_kernel(t, mosaic.dtype, mosaic.device) for t in (_G_AT_RB, _ROW, _COL, _DIAG)])
-    g_rb, row, col, diag = F.conv2d(padded, ks.unsqueeze(1))[:, :, :, :].unbind(1)  # valid: (B, H, W) each
-    m = bayer_masks(pattern, h, w, mosaic.device, mosaic.dtype)[0]
-    x = mosaic[:, 0]
-    red_row = m[0].amax(dim=1, keepdim=True)  # rows holding red samples
-    green = m[1] * x + (1 - m[1]) * g_rb
-    red = m[0] * x + m[1] * (red_row * row + (1 - red_row) * col) + m[2] * diag
-    blue = m[2] * x + m[1] * ((1 - red_row) * row + red_row * col) + m[0] * diag
-    return torch.stack([red, green, blue], dim=1)

@@ -83,7 +83,7 @@ def test_create_metric_is_differentiable(tiny_attiqa_checkpoint):
 
 
 def test_create_metric_rejects_bad_checkpoints(tiny_attiqa_checkpoint, tmp_path):
-    from attiqa.checkpoint import load_checkpoint, save_checkpoint
+    from attiqa.modeling.checkpoint import load_checkpoint, save_checkpoint
 
     with pytest.raises(FileNotFoundError, match="not found"):
         attiqa.create_metric(tmp_path / "missing.pt")
@@ -167,7 +167,7 @@ def test_score_cli_folders_and_errors(tiny_attiqa_checkpoint, tmp_path, capsys):
     (tmp_path / "fake.png").write_bytes(b"\x89PNG not really")
     fails([str(tmp_path / "fake.png"), *ck], "not a readable image")
     fails([str(paths[0]), "--checkpoint", str(tmp_path / "nope.pt")], "not found")
-    from attiqa.checkpoint import load_checkpoint, save_checkpoint
+    from attiqa.modeling.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(tiny_attiqa_checkpoint)
     arch = json.loads(json.dumps(ckpt["meta"]["architecture"]))
@@ -182,7 +182,7 @@ def test_score_cli_folders_and_errors(tiny_attiqa_checkpoint, tmp_path, capsys):
 def test_score_without_checkpoint_uses_cached_starter(tiny_attiqa_checkpoint, tmp_path, monkeypatch, capsys):
     import shutil
 
-    from attiqa import starter
+    from attiqa.training.starter import build as starter
 
     monkeypatch.setenv("RLISP_CACHE", str(tmp_path / "cache"))
     target = starter.starter_path()
@@ -202,7 +202,7 @@ def test_score_without_checkpoint_uses_cached_starter(tiny_attiqa_checkpoint, tm
 
 
 def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):
-    from attiqa import starter
+    from attiqa.training.starter import build as starter
 
     monkeypatch.setenv("RLISP_CACHE", str(tmp_path))
     calls, real_build = [], starter.build_starter
@@ -223,9 +223,9 @@ def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):
 
 
 def test_predict_averages_five_crops(tiny_attiqa_checkpoint, tmp_path):
-    from attiqa.datasets import load_csv
-    from attiqa.finetune import predict
-    from attiqa.transforms import load_image, resize_short_edge
+    from attiqa.data.datasets import load_csv
+    from attiqa.training.finetune import predict
+    from attiqa.data.transforms import load_image, resize_short_edge
 
     ds = load_csv(_write_csv_dataset(tmp_path / "d", n=3))
     model = attiqa.create_metric(tiny_attiqa_checkpoint).model
@@ -240,8 +240,9 @@ def test_predict_averages_five_crops(tiny_attiqa_checkpoint, tmp_path):
 
 
 def test_linear_probe_freezes_backbone_and_resume(tiny_attiqa_checkpoint, tmp_path):
-    from attiqa.datasets import load_koniq10k
-    from attiqa.finetune import FinetuneConfig, build_quality_model, finetune, load_attiqa_model
+    from attiqa.data.datasets import load_koniq10k
+    from attiqa.modeling.checkpoint import load_attiqa_model
+    from attiqa.training.finetune import FinetuneConfig, build_quality_model, finetune
 
     ds = load_koniq10k(_write_koniq(tmp_path / "koniq", n=6))
     base, _ = load_attiqa_model(tiny_attiqa_checkpoint)

@@ -7,23 +7,22 @@ import json
 import numpy as np
 import pytest
 import torch
+import transformers  # a required dependency: a broken install fails here, it is not skipped
 from scipy.stats import spearmanr
 
 from attiqa import ATTRIBUTES
 
-transformers = pytest.importorskip("transformers")
-
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    from attiqa.clip_teacher import save_tiny_random_clip
+    from attiqa.teachers.clip import save_tiny_random_clip
 
     return save_tiny_random_clip(tmp_path_factory.mktemp("tiny_clip") / "clip", seed=0)
 
 
 @pytest.fixture(scope="module")
 def teacher(tiny_clip):
-    from attiqa.clip_teacher import CLIPTeacher
+    from attiqa.teachers.clip import CLIPTeacher
 
     return CLIPTeacher(tiny_clip)
 
@@ -36,7 +35,7 @@ def test_scores_equal_eq_1_2_computed_by_hand(tiny_clip, teacher):
     """softmax over the antonym pair of s * cos(image, prompt), with the model loaded independently."""
     from transformers import AutoTokenizer, CLIPModel
 
-    from attiqa.clip_teacher import DEFAULT_PROMPTS
+    from attiqa.teachers.clip import DEFAULT_PROMPTS
 
     model = CLIPModel.from_pretrained(tiny_clip).eval()
     tok = AutoTokenizer.from_pretrained(tiny_clip)
@@ -83,7 +82,7 @@ def test_batched_preprocessing_matches_clip_image_processor(tiny_clip, teacher):
 
 
 def test_pair_scores_batch_all_candidates(teacher):
-    from attiqa.clip_teacher import DEFAULT_PROMPTS
+    from attiqa.teachers.clip import DEFAULT_PROMPTS
 
     images = torch.rand(4, 3, 40, 48, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -101,7 +100,7 @@ def test_pair_scores_batch_all_candidates(teacher):
 
 
 def test_prompts_files_and_errors(tmp_path, tiny_clip, teacher):
-    from attiqa.clip_teacher import CLIPTeacher, DEFAULT_PROMPTS, load_prompts, save_prompts
+    from attiqa.teachers.clip import CLIPTeacher, DEFAULT_PROMPTS, load_prompts, save_prompts
     from attiqa.teachers import create_teacher
 
     assert load_prompts() == DEFAULT_PROMPTS
@@ -138,7 +137,7 @@ def test_prompts_files_and_errors(tmp_path, tiny_clip, teacher):
 
 
 def test_rank_srocc_matches_scipy():
-    from attiqa.prompts import rank_srocc
+    from attiqa.teachers.prompts import rank_srocc
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, 30).astype(float)  # with ties
@@ -156,8 +155,8 @@ def test_rank_srocc_matches_scipy():
 
 
 def test_packaged_adjectives_have_50_by_50_pairs():
-    from attiqa.clip_teacher import DEFAULT_PROMPTS
-    from attiqa.prompts import load_adjectives, make_prompts
+    from attiqa.teachers.clip import DEFAULT_PROMPTS
+    from attiqa.teachers.prompts import load_adjectives, make_prompts
 
     adj = load_adjectives()
     for a in ATTRIBUTES:
@@ -168,7 +167,7 @@ def test_packaged_adjectives_have_50_by_50_pairs():
 
 
 def test_adjectives_file_errors(tmp_path):
-    from attiqa.prompts import load_adjectives
+    from attiqa.teachers.prompts import load_adjectives
 
     bad = {a: {"positive": ["Sharp"], "negative": ["Blurry"]} for a in ATTRIBUTES[:4]}
     (tmp_path / "a.json").write_text(json.dumps(bad))
@@ -186,11 +185,11 @@ def test_select_prompts_end_to_end(tmp_path, tiny_clip, capsys):
     """The CLI on the tiny CLIP with a miniature SPAQ; the recorded SROCCs of the chosen pairs are
     recomputed independently with scipy from the teacher's scores."""
     from attiqa.__main__ import main
-    from attiqa.clip_teacher import CLIPTeacher, load_prompts
-    from attiqa.distortions import ATTRIBUTE_DISTORTION, distort
-    from attiqa.image_folder import load_square, to_unit_float
-    from attiqa.prompts import default_fixed_images
-    from attiqa.spaq import load_spaq_annotations, write_spaq_miniature
+    from attiqa.teachers.clip import CLIPTeacher, load_prompts
+    from attiqa.data.distortions import ATTRIBUTE_DISTORTION, distort
+    from attiqa.data.image_folder import load_square, to_unit_float
+    from attiqa.teachers.prompts import default_fixed_images
+    from attiqa.data.spaq import load_spaq_annotations, write_spaq_miniature
 
     spaq = tmp_path / "SPAQ"
     write_spaq_miniature(spaq, n_images=8, seed=1)
@@ -230,7 +229,7 @@ def test_select_prompts_end_to_end(tmp_path, tiny_clip, capsys):
 
 
 def test_select_prompts_cli_errors(tmp_path, capsys):
-    from attiqa.prompts import main
+    from attiqa.cli.select_prompts import main
 
     rc = main(["--clip-model", str(tmp_path / "missing_clip"), "--out-dir", str(tmp_path / "o"), "--no-progress",
                "--n-images", "1", "--image-size", "32"])
@@ -249,9 +248,8 @@ def test_select_prompts_cli_errors(tmp_path, capsys):
 
 
 def test_spaq_xlsx_and_csv_agree(tmp_path):
-    pytest.importorskip("openpyxl")
-    from attiqa.datasets import load_spaq
-    from attiqa.spaq import ANNOTATION_FILE, load_spaq_annotations, write_spaq_miniature
+    from attiqa.data.datasets import load_spaq
+    from attiqa.data.spaq import ANNOTATION_FILE, load_spaq_annotations, write_spaq_miniature
 
     imgs = torch.rand(5, 3, 24, 32, generator=torch.Generator().manual_seed(4))
     x = write_spaq_miniature(tmp_path / "x", images=imgs, seed=3)
@@ -278,7 +276,7 @@ def test_spaq_xlsx_and_csv_agree(tmp_path):
 
 
 def test_spaq_bad_files(tmp_path):
-    from attiqa.spaq import load_spaq_annotations
+    from attiqa.data.spaq import load_spaq_annotations
 
     with pytest.raises(FileNotFoundError, match="SPAQ annotation file not found"):
         load_spaq_annotations(tmp_path)

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from attiqa.datasets import load_agiqa3k, load_ava, load_clive, load_csv, load_dataset, load_flive, load_koniq10k
-from attiqa.transforms import TestTransform, TrainTransform, five_crops, load_image, resize_short_edge
+from attiqa.data.datasets import load_agiqa3k, load_ava, load_clive, load_csv, load_dataset, load_flive, load_koniq10k
+from attiqa.data.transforms import TestTransform, TrainTransform, five_crops, load_image, resize_short_edge
 
 
 def _img(path, seed=0, size=(24, 18)):
@@ -95,8 +95,9 @@ def test_generic_csv_and_missing_image(tmp_path):
 
 def test_spaq_official_spreadsheet(tmp_path):
     """SPAQ: ``Annotations/MOS and Image attribute scores.xlsx`` + ``TestImage/``, MOS 0-100."""
-    spaq = pytest.importorskip("attiqa.spaq")
-    openpyxl = pytest.importorskip("openpyxl")
+    import openpyxl
+
+    from attiqa.data import spaq
     ann = spaq.write_spaq_miniature(tmp_path, n_images=4, size=(32, 24))
     assert ann == tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx"
     ws = openpyxl.load_workbook(ann, read_only=True).worksheets[0]

@@ -50,7 +50,8 @@ def two_rank_labels(images, tmp_path_factory):
 
 
 def test_two_ranks_label_every_image_exactly_once(images, two_rank_labels, tmp_path):
-    from attiqa.pseudo_label import main, read_shard, shard_path, shard_ranges
+    from attiqa.cli.pseudo_label import main
+    from attiqa.training.pseudo_label import read_shard, shard_path, shard_ranges
 
     out, r = two_rank_labels
     assert r.returncode == 0, r.stdout + r.stderr
@@ -81,7 +82,7 @@ _HELPER = """
     import torch
     import torch.distributed as dist
 
-    import attiqa.pretrain as pretrain
+    import attiqa.training.pretrain as pretrain
 
     _orig = pretrain.train_ranking
 
@@ -106,8 +107,8 @@ def test_torchrun_pretraining_keeps_ranks_identical(images, tmp_path):
     """DDP over gloo: after a few steps both ranks hold the same weights (and buffers), and rank 0's
     checkpoint is that model. The pretraining reads a labels file written by `pseudo-label`
     (labelled in-process here, so the test does not wait for the two-rank labelling)."""
-    from attiqa.checkpoint import load_checkpoint
-    from attiqa.pseudo_label import main as pseudo_label
+    from attiqa.modeling.checkpoint import load_checkpoint
+    from attiqa.cli.pseudo_label import main as pseudo_label
 
     labels = tmp_path / "labels.csv"
     assert pseudo_label(["--images", str(images), "--out", str(labels), "--teacher", "analytic", "--size", "32",
@@ -131,7 +132,7 @@ def test_torchrun_pretraining_keeps_ranks_identical(images, tmp_path):
     for k, v in ckpt["state_dict"].items():
         assert torch.equal(v, r0["state"][k]), k
     # and training did move them away from the model the CLI starts from (same seed)
-    from attiqa.models import build_model
+    from attiqa.modeling.heads import build_model
 
     torch.manual_seed(0)
     fresh = build_model("efficientnet_lite0", pretrained=False, head_hidden=16).state_dict()

@@ -8,13 +8,14 @@ import torch.nn.functional as F
 from scipy import stats
 
 from attiqa import ATTRIBUTES
-from attiqa.distortions import ATTRIBUTE_DISTORTION, DISTORTIONS, distort
-from attiqa.losses import l2_loss, margin_ranking_loss
-from attiqa.teachers import AnalyticTeacher, blur_effect, create_teacher
+from attiqa.data.distortions import ATTRIBUTE_DISTORTION, DISTORTIONS, distort
+from attiqa.training.losses import l2_loss, margin_ranking_loss
+from attiqa.teachers import AnalyticTeacher, create_teacher
+from attiqa.teachers.analytic import blur_effect
 
 
 def _photo(name: str, side: int = 96) -> torch.Tensor:
-    from attiqa.starter import starter_photos
+    from attiqa.training.starter.photos import starter_photos
 
     return starter_photos([f"skimage:{name}"], side)[f"skimage:{name}"]
 
@@ -117,7 +118,7 @@ def test_analytic_teacher_is_differentiable_and_validates_input():
 
 
 def test_packaged_efficientnet_weights_recognise_photos():
-    from attiqa.models import build_model
+    from attiqa.modeling.heads import build_model
 
     model = build_model("efficientnet_lite0", pretrained=True).eval()
     batch = torch.stack([F.interpolate(_photo(n, 256)[None], size=(224, 224), mode="bilinear",
@@ -129,7 +130,8 @@ def test_packaged_efficientnet_weights_recognise_photos():
 
 
 def test_resnet50_has_torchvision_layout_and_strict_loading(tmp_path):
-    from attiqa.models import ResNet50, build_model, load_backbone_state
+    from attiqa.modeling.backbones import ResNet50, load_backbone_state
+    from attiqa.modeling.heads import build_model
 
     net = ResNet50()
     state = net.state_dict()
@@ -156,7 +158,7 @@ def test_resnet50_has_torchvision_layout_and_strict_loading(tmp_path):
 
 
 def test_model_outputs_and_config_rebuild():
-    from attiqa.models import build_model
+    from attiqa.modeling.heads import build_model
 
     model = build_model("efficientnet_lite0", pretrained=False, head_hidden=12).eval()
     x = torch.rand(3, 3, 64, 48)
@@ -175,7 +177,7 @@ def test_model_outputs_and_config_rebuild():
 
 
 def test_checkpoint_round_trip_and_rejections(tmp_path):
-    from attiqa.checkpoint import load_checkpoint, save_checkpoint
+    from attiqa.modeling.checkpoint import load_checkpoint, save_checkpoint
 
     meta = {"kind": "pretrained", "architecture": {"backbone": "x"}, "attributes": list(ATTRIBUTES),
             "normalization": None, "starter": False, "description": "test"}
@@ -221,7 +223,7 @@ class _Tensors(torch.utils.data.Dataset):
 
 
 def _tiny_model(seed=0):
-    from attiqa.models import build_model
+    from attiqa.modeling.heads import build_model
 
     torch.manual_seed(seed)
     return build_model("efficientnet_lite0", pretrained=False, head_hidden=8)
@@ -229,7 +231,7 @@ def _tiny_model(seed=0):
 
 @pytest.mark.parametrize("freeze_bn", [False, True])
 def test_resume_reaches_the_same_weights(tmp_path, freeze_bn):
-    from attiqa.pretrain import train_ranking
+    from attiqa.training.pretrain import train_ranking
 
     kw = dict(steps=6, batch_size=4, lr=1e-3, progress=False, seed=5, checkpoint_every=2, freeze_bn=freeze_bn)
     full = _tiny_model()
@@ -249,8 +251,8 @@ def test_resume_reaches_the_same_weights(tmp_path, freeze_bn):
 
 
 def test_resume_refuses_another_architecture(tmp_path):
-    from attiqa.models import build_model
-    from attiqa.pretrain import train_ranking
+    from attiqa.modeling.heads import build_model
+    from attiqa.training.pretrain import train_ranking
 
     train_ranking(_tiny_model(), _Tensors(), steps=2, batch_size=4, lr=1e-3, progress=False,
                   checkpoint_path=tmp_path / "c.pt")
@@ -261,7 +263,7 @@ def test_resume_refuses_another_architecture(tmp_path):
 
 
 def test_step_sampler_gives_disjoint_rank_slices():
-    from attiqa.pretrain import StepSampler
+    from attiqa.training.pretrain import StepSampler
 
     r0 = StepSampler(100, 8, 3, rank=0, world_size=2, seed=1)
     r1 = StepSampler(100, 8, 3, rank=1, world_size=2, seed=1)
@@ -273,9 +275,10 @@ def test_step_sampler_gives_disjoint_rank_slices():
 def test_pretrain_cli_on_an_image_folder(tmp_path):
     from PIL import Image
 
-    from attiqa.checkpoint import load_checkpoint
-    from attiqa.finetune import load_attiqa_model
-    from attiqa.pretrain import main, read_labels
+    from attiqa.modeling.checkpoint import load_checkpoint
+    from attiqa.modeling.checkpoint import load_attiqa_model
+    from attiqa.cli.pretrain import main
+    from attiqa.data.labels import read_labels
 
     images = tmp_path / "imgs" / "sub"
     images.mkdir(parents=True)
@@ -305,10 +308,12 @@ def test_pretrain_cli_on_an_image_folder(tmp_path):
 @pytest.mark.slow
 def test_short_pretraining_ranks_held_out_distortions(capsys):
     """Analytic-teacher pretraining on packaged photos; each head must order held-out graded distortions."""
-    from attiqa.models import build_model
-    from attiqa.pretrain import train_ranking
-    from attiqa.starter import BUILD_PHOTOS, HOLDOUT_PHOTOS, _freeze_backbone_prefix, _random_crop, isp_variation
-    from attiqa.starter import starter_photos
+    from attiqa.modeling.heads import build_model
+    from attiqa.training.pretrain import train_ranking
+    from attiqa.training.starter.config import BUILD_PHOTOS, HOLDOUT_PHOTOS
+    from attiqa.training.starter.photos import _random_crop, isp_variation
+    from attiqa.training.starter.stages import _freeze_backbone_prefix
+    from attiqa.training.starter.photos import starter_photos
 
     crop = 64
     photos = list(starter_photos(BUILD_PHOTOS, 2 * crop).values())

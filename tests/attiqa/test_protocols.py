@@ -9,8 +9,10 @@ import pytest
 import torch
 from scipy import stats
 
-from attiqa.evaluate import ResultsTable, correlations, random_splits, split_protocol
-from attiqa.preference import preference_accuracy, read_pairs
+from attiqa.data.splits import random_splits
+from attiqa.eval.correlations import correlations
+from attiqa.eval.protocols import ResultsTable, split_protocol
+from attiqa.eval.preference import preference_accuracy, read_pairs
 
 
 def test_correlations_equal_scipy():
@@ -49,7 +51,7 @@ class _FakeDataset:
 
 
 def test_split_protocol_reports_median_of_ten(monkeypatch):
-    import attiqa.evaluate as ev
+    import attiqa.eval.protocols as ev
 
     rng = np.random.default_rng(1)
     calls = {"n": 0}
@@ -145,23 +147,23 @@ def test_ablation_variants_use_their_switches(tmp_path, monkeypatch):
     """good-bad-prompt gives every head one shared score (CLIP: one "Good/Bad image" pair); l2-loss uses L2."""
     from PIL import Image
 
-    import attiqa.pretrain
+    import attiqa.training.pretrain
     import attiqa.teachers
-    from attiqa.evaluate import GOOD_BAD_PROMPTS, pretrain_variant
-    from attiqa.finetune import load_attiqa_model
+    from attiqa.training.ablation import GOOD_BAD_PROMPTS, pretrain_variant
+    from attiqa.modeling.checkpoint import load_attiqa_model
 
     rng = np.random.default_rng(0)
     (tmp_path / "imgs").mkdir()
     for i in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
     seen = []
-    real = attiqa.pretrain.train_ranking
+    real = attiqa.training.pretrain.train_ranking
 
     def spy(model, dataset, **kw):
         seen.append((kw["loss"], dataset.labels.clone()))
         return real(model, dataset, **kw)
 
-    monkeypatch.setattr(attiqa.pretrain, "train_ranking", spy)
+    monkeypatch.setattr(attiqa.training.pretrain, "train_ranking", spy)
     common = dict(pretrained=False, steps=2, batch_size=2, resize=36, crop=32, progress=False)
     for variant in ("baseline", "good-bad-prompt", "l2-loss"):
         path = pretrain_variant(tmp_path / "imgs", tmp_path / f"{variant}.pt", variant=variant, **common)

@@ -52,7 +52,7 @@ def _reference_crop(path: Path, size: int) -> torch.Tensor:
 
 def _expected(root: Path, files, size: int, teacher) -> dict[str, np.ndarray]:
     """Teacher scores of each file's crop, one image at a time (no DataLoader, shards or batching)."""
-    from attiqa.image_folder import load_square, to_unit_float
+    from attiqa.data.image_folder import load_square, to_unit_float
 
     out = {}
     for p in files:
@@ -64,7 +64,7 @@ def _expected(root: Path, files, size: int, teacher) -> dict[str, np.ndarray]:
 def test_fast_decoding_matches_float_reference(tmp_path):
     """The 8-bit fast path (Pillow resize of the centre box, JPEG draft decoding) agrees with a float
     resize + crop in torch to within 8-bit rounding (and DCT-scaling differences for big JPEGs)."""
-    from attiqa.image_folder import load_square, to_unit_float
+    from attiqa.data.image_folder import load_square, to_unit_float
 
     files = _write_images(tmp_path / "small", 6, seed=5)
     for p in files:
@@ -86,7 +86,7 @@ def test_fast_decoding_matches_float_reference(tmp_path):
 
 
 def test_list_images_sorted_and_imagenet_layout(tmp_path):
-    from attiqa.image_folder import ImageFolderDataset, list_images
+    from attiqa.data.image_folder import ImageFolderDataset, list_images
 
     files = _write_images(tmp_path / "net", 7, layout="imagenet")
     (tmp_path / "net" / "train" / "notes.txt").write_text("not an image")
@@ -104,7 +104,8 @@ def test_list_images_sorted_and_imagenet_layout(tmp_path):
 
 
 def test_analytic_labels_every_image_once_with_correct_scores(tmp_path):
-    from attiqa.pseudo_label import main, read_labels_file
+    from attiqa.cli.pseudo_label import main
+    from attiqa.data.labels import read_labels_file
     from attiqa.teachers import AnalyticTeacher
 
     root = tmp_path / "imgs"
@@ -120,7 +121,7 @@ def test_analytic_labels_every_image_once_with_correct_scores(tmp_path):
     for k, v in expected.items():
         np.testing.assert_allclose(got[k], v, atol=2e-5)
     # the lead's pretraining reader resolves the paths against --images
-    from attiqa.pretrain import read_labels
+    from attiqa.data.labels import read_labels
 
     paths, labels = read_labels(out, root=root)
     assert set(paths) == set(files) and labels.shape == (11, 5)
@@ -129,7 +130,8 @@ def test_analytic_labels_every_image_once_with_correct_scores(tmp_path):
 
 
 def test_resume_skips_finished_shards(tmp_path, capsys):
-    from attiqa.pseudo_label import main, read_shard, shard_path
+    from attiqa.cli.pseudo_label import main
+    from attiqa.training.pseudo_label import read_shard, shard_path
 
     root = tmp_path / "imgs"
     _write_images(root, 10, seed=1)
@@ -159,8 +161,8 @@ def test_resume_skips_finished_shards(tmp_path, capsys):
 
 
 def test_clip_teacher_labels_with_selected_prompts(tmp_path):
-    from attiqa.clip_teacher import CLIPTeacher, save_prompts, save_tiny_random_clip
-    from attiqa.pseudo_label import main
+    from attiqa.teachers.clip import CLIPTeacher, save_prompts, save_tiny_random_clip
+    from attiqa.cli.pseudo_label import main
 
     clip = save_tiny_random_clip(tmp_path / "clip", seed=2)
     prompts = save_prompts(tmp_path / "prompts.json", {a: (f"Great {a}", f"Poor {a}") for a in ATTRIBUTES})
@@ -179,7 +181,7 @@ def test_clip_teacher_labels_with_selected_prompts(tmp_path):
 
 
 def test_bad_inputs(tmp_path, capsys):
-    from attiqa.pseudo_label import main
+    from attiqa.cli.pseudo_label import main
 
     root = tmp_path / "imgs"
     _write_images(root, 3)
@@ -231,8 +233,8 @@ def test_help_and_benchmark_script(tmp_path, capsys):
 
 
 def test_imagenet_layout_split(tmp_path):
-    from attiqa.pretrain import read_labels
-    from attiqa.pseudo_label import main
+    from attiqa.data.labels import read_labels
+    from attiqa.cli.pseudo_label import main
 
     root = tmp_path / "ILSVRC"
     files = _write_images(root, 5, seed=3, layout="imagenet")

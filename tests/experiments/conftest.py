@@ -30,7 +30,7 @@ def tiny_run(sample_root, tiny_attiqa_checkpoint, tmp_path_factory):
 def _best_rotation(img: np.ndarray, ref: np.ndarray) -> int:
     """Quarter turns ``k`` (0-3) of ``img`` whose grey levels best match ``ref`` (resized to fit).
 
-    Used to check orientation independently of ``experiments.metrics.align_to``: Pearson
+    Used to check orientation independently of ``envs.judges.align_to``: Pearson
     correlation of 32x32 grey thumbnails, computed with scikit-image's resize.
     """
     from skimage.transform import resize

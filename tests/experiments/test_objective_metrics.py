@@ -1,11 +1,11 @@
-"""experiments.metrics: CIEDE2000 against published data, colour conversion, alignment."""
+"""envs.judges: CIEDE2000 against published data, colour conversion, alignment."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import skimage.metrics
 
-from experiments import metrics
+from envs import judges as metrics
 
 # Sharma, Wu and Dalal (2005), "The CIEDE2000 color-difference formula: implementation notes,
 # supplementary test data, and mathematical observations", Table 1: (L1, a1, b1, L2, a2, b2, dE00).

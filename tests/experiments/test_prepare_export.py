@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import metrics as M
+from envs import judges as M
 from isp import fivek
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,10 +9,12 @@ import torch
 from torch.autograd import gradcheck
 
 import isp
+import isp.reference
 from isp import stages as S
 from isp.stages.fused import white_balance_demosaic
-from isp.stages.menon import MENON_RADIUS, menon_planes, menon_reference
-from isp.stages.mhc import MHC_RADIUS, mhc_planes, mhc_reference
+from isp.reference import reference_demosaic_menon, reference_demosaic_mhc
+from isp.stages.menon import MENON_PAD, MENON_RADIUS, menon_planes
+from isp.stages.mhc import MHC_RADIUS, mhc_planes
 
 D = torch.float64
 PATTERNS = ["RGGB", "BGGR", "GRBG", "GBRG"]
@@ -33,9 +35,11 @@ def test_phase_plane_paths_equal_the_full_resolution_references(pattern):
     """The phase-plane bookkeeping (the pipeline's path) equals the plain full-resolution
     formulas (masks, shifts, where / conv2d), refined or not, in every CFA phase."""
     m = _rand(2, 1, 20, 26, seed=1)
-    torch.testing.assert_close(mhc_planes(m, pattern), mhc_reference(m, pattern), atol=1e-13, rtol=0)
+    pats = [pattern] * 2
+    torch.testing.assert_close(mhc_planes(m, pattern), reference_demosaic_mhc(m, pats), atol=1e-13, rtol=0)
     for refine in (True, False):
-        torch.testing.assert_close(menon_planes(m, pattern, refine), menon_reference(m, pattern, refine), atol=1e-13, rtol=0)
+        torch.testing.assert_close(menon_planes(m, pattern, refine), reference_demosaic_menon(m, pats, refine), atol=1e-13, rtol=0)
+    assert MENON_PAD == isp.reference.MENON_PAD
 
 
 @pytest.mark.parametrize("method", ["mhc", "menon"])

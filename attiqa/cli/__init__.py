@@ -1,0 +1,1 @@
+"""Command line: one module per ``python -m attiqa`` subcommand, each with ``main(argv) -> int``."""

@@ -1,0 +1,1 @@
+"""Evaluation: correlation metrics, the paper's protocols and the results table, preference accuracy."""

@@ -1,0 +1,1 @@
+"""Modeling: backbones, the five attribute heads, the MOS head (quality model) and checkpoint files."""

@@ -1,0 +1,85 @@
+"""Where attiqa's generated files live and how they are written.
+
+* :func:`cache_root`: ``$RLISP_CACHE`` or ``~/.cache/rl-isp`` (the starter model goes to
+  ``<cache>/attiqa/``).
+* :func:`atomic_write`: every file a command writes is written to a temporary file in the
+  same folder and moved into place with ``os.replace``, so a reader never sees half a file;
+  :func:`atomic_write_text` and :func:`atomic_torch_save` are the two common cases.
+* :func:`file_lock`: an inter-process lock (``filelock.FileLock``) for one-time builds that
+  several processes may start at once.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["cache_root", "atomic_write", "atomic_write_text", "atomic_torch_save", "file_lock"]
+
+
+def cache_root() -> Path:
+    """``$RLISP_CACHE`` or ``~/.cache/rl-isp``."""
+    return Path(os.environ.get("RLISP_CACHE") or Path.home() / ".cache" / "rl-isp")
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    Args:
+        path: the final file (its folder is created).
+        suffix: suffix of the temporary file (default: ``".tmp"`` + ``path``'s own suffix, so
+            writers that pick the format from the suffix, e.g. ``openpyxl``, keep working).
+
+    Example:
+        >>> with atomic_write("out/table.csv") as tmp:   # doctest: +SKIP
+        ...     tmp.write_text("a,b\\n")
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix if suffix is None else suffix,
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str, encoding: str = "utf-8") -> Path:
+    """Writes ``text`` to ``path`` atomically (:func:`atomic_write`)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """``torch.save`` of ``obj`` to ``path`` atomically, flushed to disk before the rename."""
+    import torch
+
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def file_lock(path, timeout: float = -1):
+    """An inter-process lock on ``path`` (a ``filelock.FileLock``; use it as a context manager).
+
+    Args:
+        path: the lock file (created; its folder too).
+        timeout: seconds to wait; ``-1`` waits for ever.
+    """
+    from filelock import FileLock
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path), timeout=timeout)

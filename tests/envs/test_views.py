@@ -1,0 +1,80 @@
+"""The environment's views: whole-image views and 1:1 detail windows of the full-resolution RAW."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import isp
+from envs.core import ImageSet, TuningCore, detail_window, load_image_set, whole_view
+from envs.rewards import create_reward
+
+
+@pytest.fixture(scope="module")
+def raw(sample_root):
+    from isp import fivek
+
+    return isp.read_raw(fivek.index(sample_root)[0].dng)
+
+
+def _random_params(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return isp.unit_to_params(torch.rand(n, isp.NUM_PARAMS, generator=g) * 2 - 1)
+
+
+def test_detail_window_renders_the_pixels_of_the_full_render(raw):
+    """Window + halo rendered alone, halo cut off == the full-resolution render cut to the window."""
+    pipe = isp.ISP().eval()
+    params = _random_params(1, 0)
+    params[0, isp.PARAM_INDEX["denoise_luma"]] = 0.8  # the detail stages are what the window is for
+    params[0, isp.PARAM_INDEX["denoise_chroma"]] = 0.8
+    params[0, isp.PARAM_INDEX["sharpen"]] = 1.5
+    with torch.no_grad():
+        full = pipe(isp.RawBatch.from_raws([raw]), params)[0]
+        for seed in (0, 1, 2):
+            win, top, left = detail_window(raw, 48, 16, np.random.default_rng(seed))
+            assert top % 2 == 0 and left % 2 == 0  # the CFA phase is kept
+            out = pipe(isp.RawBatch.from_raws([win]), params)[0][:, 16:-16, 16:-16]
+            np.testing.assert_allclose(out.numpy(), full[:, top : top + 48, left : left + 48].numpy(), atol=2e-5)
+
+
+def test_detail_window_too_large_is_one_clear_error(raw):
+    with pytest.raises(ValueError, match="smaller than the detail window"):
+        detail_window(raw, max(raw.mosaic.shape), 16)
+
+
+def test_whole_view_keeps_the_scene_and_the_cfa_phase(raw):
+    """The whole view renders like a downscaled full render: same layout, same colours."""
+    view = whole_view(raw.preview(256), (96, 128))
+    assert view.mosaic.shape == (96, 128) and view.cfa_pattern == raw.cfa_pattern
+    pipe = isp.ISP().eval()
+    with torch.no_grad():
+        small = pipe(isp.RawBatch.from_raws([view]), None)[0]
+        full = pipe(isp.RawBatch.from_raws([raw]), None)[0]
+    ref = F.interpolate(full[None], size=(96, 128), mode="area")[0]
+    # Averaging before the (non-linear) sRGB encoding differs slightly from averaging after it.
+    assert float((small - ref).abs().mean()) < 0.06
+    mean_err = lambda img: float((img.mean(dim=(1, 2)) - ref.mean(dim=(1, 2))).abs().max())  # noqa: E731
+    assert mean_err(small) < 0.03
+
+
+def test_whole_view_of_the_right_size_is_the_identity(raw):
+    p = raw.preview(128)
+    h, w = p.mosaic.shape
+    np.testing.assert_array_equal(whole_view(p, (h // 2 * 2, w // 2 * 2)).mosaic, p.mosaic[: h // 2 * 2, : w // 2 * 2])
+
+
+def test_detail_term_mixes_the_scores(sample_root):
+    images = load_image_set(sample_root, "test", preview_side=128, crop=(64, 64), crop_mode="whole", detail_crop=32, detail_halo=8)
+    assert images.details is not None and len(images.details) == len(images.raws)
+    assert images.details[0].mosaic.shape == (48, 48)
+    reward = create_reward("analytic")
+    mixed = TuningCore(images, reward, thumb_size=4, detail_weight=0.5)
+    view_only = TuningCore(ImageSet(images.raws, images.ids, images.crop), reward, thumb_size=4)
+    unit = np.zeros((len(images), isp.NUM_PARAMS), np.float32)
+    a, b = mixed.evaluate(range(len(images)), unit), view_only.evaluate(range(len(images)), unit)
+    with torch.no_grad():
+        d = reward(mixed.render_detail(list(range(len(images))), torch.as_tensor(unit)))
+    np.testing.assert_allclose(a.normalized, 0.5 * b.normalized + 0.5 * d.normalized.numpy(), atol=1e-6)
+    np.testing.assert_allclose(a.attributes, b.attributes, atol=1e-6)  # observations come from the view
