@@ -107,16 +107,6 @@ def load_params(spec: str):
         raise ValueError(f"--params {path}: {exc}") from None
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return name
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ext = {"png": "png", "jpg": "jpg", "tif": "tif"}[args.format]
@@ -138,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_allocator()  # reuse freed image buffers instead of faulting in fresh pages
     try:
+        from rl.common import resolve_device
+
         device = resolve_device(args.device)
         params = None if args.run else load_params(args.params)
     except ValueError as exc:

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._atomic import atomic_path
+
 __all__ = [
     "FiveKEntry",
     "ScanResult",
@@ -267,9 +269,8 @@ def write_split_file(path: str | os.PathLike, train: list[str], test: list[str],
     subset_of = {i: "train" for i in train} | {i: "test" for i in test}
     lines += [f"{i} {subset_of[i]}" for i in sorted(subset_of)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -404,13 +405,8 @@ def cached_preview(dng_path: str | os.PathLike, max_side: int | None, cache_dir:
         if max_side is not None:
             raw = raw.preview(int(max_side))
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npz")
-        try:
+        with atomic_path(target) as tmp:
             raw.save(tmp)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     if any(f.name == "path" for f in dataclasses.fields(raw)) and raw.path != str(dng_path):
         raw = dataclasses.replace(raw, path=str(dng_path))
     return raw

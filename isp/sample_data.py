@@ -67,6 +67,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_path
+
 __all__ = [
     "SAMPLE_SET_VERSION",
     "CameraModel",
@@ -314,9 +316,10 @@ def correction(row) -> dict[str, float]:
 
 
 def default_root() -> Path:
-    """``<cache>/sample_fivek`` with ``<cache>`` = ``$RLISP_CACHE`` or ``~/.cache/rl-isp``."""
-    cache = os.environ.get("RLISP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "rl-isp")
-    return Path(cache) / "sample_fivek"
+    """``<cache>/sample_fivek`` with ``<cache>`` = :func:`isp.fivek.cache_root` (``$RLISP_CACHE`` or ``~/.cache/rl-isp``)."""
+    from .fivek import cache_root
+
+    return cache_root() / "sample_fivek"
 
 
 def _load_view(spec: str) -> np.ndarray:
@@ -525,15 +528,10 @@ def write_dng(path: str | os.PathLike, mosaic: np.ndarray, camera: CameraModel, 
         (50778, "H", 1, 21, True),  # CalibrationIlluminant1 = D65
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.dng")
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, np.ascontiguousarray(mosaic, dtype=np.uint16), photometric=32803,
                          subfiletype=0, extratags=tags, metadata=None,
                          software="rl-isp sample_data (unprocessed photograph)")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -571,13 +569,8 @@ def write_prophoto_tiff(path: str | os.PathLike, srgb: np.ndarray) -> Path:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def make_sample_set(root: str | os.PathLike, n_images: int | None = None, seed: int = 0,
@@ -645,16 +638,11 @@ def _write_expert(path: Path, expert: dict, key) -> None:
     (a copy where the file system has no hard links)."""
     first = expert[key]
     if isinstance(first, Path):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             try:
                 os.link(first, tmp)
             except OSError:
                 shutil.copyfile(first, tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     else:
         _atomic_write_bytes(path, first)
         expert[key] = path

@@ -112,7 +112,7 @@ def load_hyperparams(algo: str, reward: str, path: str | Path | None = None) -> 
     """The ``default`` entry of ``rl/hyperparams/<algo>.yml``, overridden by the entry named ``reward``.
 
     Args:
-        algo: ``sac``, ``ppo`` or ``td3``.
+        algo: ``sac`` or ``ppo`` (:data:`ALGOS`).
         reward: reward registry name (an entry of that name, when present, overrides ``default``).
         path: another YAML file with the same structure.
     """
@@ -146,9 +146,15 @@ def merge_config(base: dict, override: dict) -> dict:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is returned unchanged."""
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is returned unchanged.
+
+    Raises:
+        ValueError: a CUDA device is asked for on a machine without one.
+    """
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
     return device
 
 

@@ -48,9 +48,9 @@ class ObsNormalizer:
 
 
 def _algo_class(algo: str):
-    from stable_baselines3 import PPO, SAC, TD3
+    from stable_baselines3 import PPO, SAC
 
-    classes = {"sac": SAC, "ppo": PPO, "td3": TD3}
+    classes = {"sac": SAC, "ppo": PPO}
     if algo not in classes:
         raise ValueError(f"unknown algorithm {algo!r}; choose one of {', '.join(classes)}")
     return classes[algo]
@@ -142,7 +142,7 @@ class AgentParamsPredictor:
         self.refine_steps = int(inf.get("refine_steps", 0))
         self.refine_lr = float(inf.get("refine_lr", 0.05))
         if (self.fallback == "critic" or self.refine_steps > 0) and getattr(policy, "critic", None) is None:
-            raise ValueError(f"inference.fallback=critic and inference.refine_steps need an agent with a critic (sac, td3), "
+            raise ValueError(f"inference.fallback=critic and inference.refine_steps need an agent with a critic of actions (sac), "
                              f"not {config.get('algo')}")
 
     @classmethod
