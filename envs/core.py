@@ -309,12 +309,14 @@ def thumbnail(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def luma_histogram(images: torch.Tensor, bins: int) -> torch.Tensor:
-    """Fraction of pixels per bin of display-encoded luma (Rec. 709 weights), ``(B, bins)``.
+    """Fraction of pixels per bin of display-encoded luma (sRGB's weights, ``isp.color.LUMA_WEIGHTS``), ``(B, bins)``.
 
     Tells the agent where the tones of a rendering lie (dark, bright, clipped) beyond what a
     thumbnail's averages show.
     """
-    w = torch.tensor([0.2126, 0.7152, 0.0722], device=images.device, dtype=images.dtype)
+    from isp.color import LUMA_WEIGHTS
+
+    w = torch.tensor(LUMA_WEIGHTS, device=images.device, dtype=images.dtype)
     luma = torch.einsum("bchw,c->bhw", images, w).flatten(1)
     idx = (luma * bins).long().clamp(0, bins - 1)
     counts = torch.zeros(images.shape[0], bins, device=images.device, dtype=images.dtype)
