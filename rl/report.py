@@ -31,7 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-__all__ = ["REPORT_FILE", "COLUMNS", "write_report", "build_report_html", "judge_table", "main", "safe_json"]
+__all__ = ["REPORT_FILE", "COLUMNS", "write_report", "build_report_html", "judge_table", "main", "safe_json", "write_bench_report"]
 
 REPORT_FILE = "report.html"
 #: Summary-table columns: (key, header, where the value comes from: the policy entry or its judges' means).
@@ -440,6 +440,40 @@ def write_report(run_dir, **kwargs) -> Path:
 
     path = Path(run_dir) / REPORT_FILE
     atomic_write_text(path, build_report_html(run_dir, **kwargs))
+    return path
+
+
+def write_bench_report(out_dir, agg: dict) -> Path:
+    """``OUT/bench.html``: the judges over seeds (mean ± sd) and a link to each seed's report.
+
+    Args:
+        out_dir: the benchmark folder (``experiments/bench_agent.py --out``).
+        agg: its ``bench.json`` dictionary (``policies``, ratios, ``runs``).
+    """
+    from rl.common import atomic_write_text
+
+    out_dir = Path(out_dir)
+    head = "".join(f"<th>{_esc(h)}</th>" for _, h in COLUMNS)
+    body = []
+    for p, groups in (agg.get("policies") or {}).items():
+        per = groups.get("per_condition") or {}
+        for cond, vals in [("all", groups.get("all") or {}), *(sorted(per.items()) if len(per) > 1 else [])]:
+            cells = "".join(
+                f'<td data-key="{_esc(k)}" data-value="{"" if not vals.get(k) else repr(float(vals[k]["mean"]))}">'
+                + ("–" if not vals.get(k) else f'{vals[k]["mean"]:.4f} ± {vals[k]["sd"]:.4f}') + "</td>" for k, _ in COLUMNS)
+            body.append(f'<tr data-policy="{_esc(p)}" data-condition="{_esc(cond)}"><th>{_esc(LABELS.get(p, p))}</th>'
+                        f'<td class="cond">{_esc(cond)}</td>{cells}</tr>')
+    links = "".join(f'<li><a href="{_esc(Path(r).name)}/{REPORT_FILE}">{_esc(Path(r).name)}</a></li>' for r in agg.get("runs", []))
+    r = (agg.get("agent_vs_default_dE_ratio") or {}).get("mean")
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\"><title>Agent benchmark</title>"
+            f"<style>{STYLE}</style></head><body><h1>Agent benchmark: {len(agg.get('runs', []))} seeds</h1>"
+            f"<p>agent_vs_default_dE_ratio = <b id=\"bench-ratio\">{_fmt(r)}</b> (mean over seeds)</p>"
+            f'<table id="judges"><thead><tr><th>policy</th><th>condition</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            f"<h2>Reports per seed</h2><ul>{links}</ul>"
+            f"<script type=\"application/json\" id=\"report-data\">{safe_json(agg)}</script></body></html>\n")
+    path = out_dir / "bench.html"
+    atomic_write_text(path, page)
     return path
 
 

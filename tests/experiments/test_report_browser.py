@@ -172,3 +172,26 @@ def test_report_in_chromium(report_run, tmp_path):
 def b_value(text: str, key: str) -> str:
     """The number printed after ``key = `` in the page's text."""
     return text.split(f"{key} = ", 1)[1].split()[0]
+
+
+def test_bench_agent_writes_a_report_per_seed_and_a_summary(sample_root, tmp_path, capsys):
+    """Seeds whose eval.json exists are reused: each gets its report.html, the benchmark a bench.html."""
+    import re
+    import shutil
+
+    from experiments import bench_agent
+
+    run, _ = make_run_folder(tmp_path, sample_root)
+    out = tmp_path / "bench"
+    for s in (0, 1):
+        shutil.copytree(run, out / f"seed_{s}")
+    assert bench_agent.main(["--seeds", "0", "1", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("agent_vs_default_dE_ratio=0.8765")
+    for s in (0, 1):
+        assert "<table id=\"judges\">" in (out / f"seed_{s}" / "report.html").read_text()
+    page = (out / "bench.html").read_text()
+    agg = json.loads((out / "bench.json").read_text())
+    assert 'href="seed_0/report.html"' in page and 'href="seed_1/report.html"' in page
+    want = agg["policies"]["agent"]["all"]["delta_e2000"]["mean"]
+    cell = re.search(r'<tr data-policy="agent" data-condition="all">.*?data-key="delta_e2000" data-value="([^"]+)"', page)
+    assert float(cell.group(1)) == want
