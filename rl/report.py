@@ -243,13 +243,14 @@ def _param_plots(results: dict) -> list[tuple[str, bytes]]:
 
 
 def _entries_by_id(config: dict) -> dict:
-    from isp import fivek
+    """The run's dataset entries by id (``isp.datasets.load_split``: FiveK, sample set or a RAW folder)."""
+    from isp import datasets
 
     data = config.get("data")
     if not data:
         return {}
     try:
-        splits = fivek.load_split(data)
+        splits = datasets.load_split(data, expert_dir=config.get("experts"))
     except (FileNotFoundError, ValueError, OSError):
         return {}
     return {e.id: e for part in splits.values() for e in part}

@@ -28,12 +28,12 @@ def make_run_folder(root: Path, sample_root: Path) -> tuple[Path, dict]:
     """A run folder whose eval.json follows rl.evaluate's schema, on the sample set's test split."""
     import isp
     from envs.judges import summarize
-    from isp import fivek
+    from isp import datasets, fivek
     from rl.evaluate import POLICIES
 
     run = root / "run"
     run.mkdir()
-    test = fivek.load_split(sample_root)["test"]
+    test = datasets.load_split(sample_root)["test"]
     rng = np.random.default_rng(0)
     conditions = ["correct", "under"]
     results: dict = {}
@@ -101,13 +101,13 @@ def test_report_is_self_contained_and_escaped(report_run):
 def test_report_strip_renders_the_recorded_params(report_run, sample_root):
     """The agent's strip image is isp.render of the RAW with the params from eval.json (same pixels)."""
     import isp
-    from isp import fivek
+    from isp import datasets, fivek
     from rl.report import _array_png
 
     run, results = report_run
     page = (run / "report.html").read_text()
     row = results["agent"]["judges"]["per_image"][0]
-    entry = {e.id: e for e in fivek.load_split(sample_root)["test"]}[row["id"]]
+    entry = {e.id: e for e in datasets.load_split(sample_root)["test"]}[row["id"]]
     want = _array_png(isp.render(fivek.cached_preview(entry.dng, 96), isp.params_from_dict(row["params"])).numpy())
     assert base64.b64encode(want).decode() in page
     neutral = _array_png(isp.render(fivek.cached_preview(entry.dng, 96)).numpy())
