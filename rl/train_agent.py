@@ -204,8 +204,8 @@ def run(argv=None) -> int:
     if not args.no_eval and int(ev.get("every", 4096)) > 0:  # held-out evaluation during training (rl.periodic_eval)
         from rl.periodic_eval import HeldOutEvalCallback
 
-        callbacks.append(HeldOutEvalCallback(TuningCore(test_images, reward, **core_kwargs), config, reward, int(ev.get("every", 4096)),
-                                             run_dir, device, de_side=int(ev.get("de_side", 128))))
+        callbacks.append(HeldOutEvalCallback(TuningCore(test_images, reward, **env_config.core_kwargs(), device=device), config, reward,
+                                             int(ev.get("every", 4096)), run_dir, device, de_side=int(ev.get("de_side", 128))))
     t0 = time.perf_counter()
     try:
         if total > done_steps:
