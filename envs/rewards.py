@@ -176,7 +176,7 @@ def _build_attiqa(checkpoint: str | None, device: str) -> RewardModel:
     desc = "ATTIQA MOS" + (" (starter model, not the paper's weights)" if starter else f" ({checkpoint})")
     return RewardModel(
         "attiqa",
-        metric,
+        metric.model,  # the quality model itself: its forward gives the named (mos, attributes) output
         lambda out: (out.mos, out.attributes),
         lower_better=bool(metric.lower_better),
         score_range=tuple(metric.score_range),

@@ -10,7 +10,8 @@ job; a seed whose run folder already holds an ``eval.json`` is not trained again
 interrupted benchmark continues where it stopped. It then prints, per policy (default parameters,
 agent, random search, gradient ascent), the mean ± standard deviation over seeds of each judge
 (:mod:`envs.judges`) on the whole held-out images, overall and per capture condition, writes them
-to ``OUT/bench.json``, and ends with the line
+to ``OUT/bench.json`` and ``OUT/bench.html`` (the same table, with links to each seed's
+``report.html``, written by the main job), and ends with the line
 
     agent_vs_default_dE_ratio=<mean over seeds of agent ΔE2000 / default ΔE2000 on the capture-error images>
 """
@@ -127,11 +128,18 @@ def main(argv=None) -> int:
             print(f"bench: seed {seed} done in {time.perf_counter() - t0:.0f} s", flush=True)
         else:
             print(f"bench: seed {seed}: reusing {run_dir / 'eval.json'}")
+            if not (run_dir / "report.html").is_file():  # runs from before the report existed
+                from rl.report import write_report
+
+                write_report(run_dir)
         evals.append(json.loads((run_dir / "eval.json").read_text()))
     agg = aggregate(evals)
     agg["seeds"] = list(args.seeds)
     agg["runs"] = [str(out / f"seed_{s}") for s in args.seeds]
     dump_json(out / "bench.json", agg)
+    from rl.report import write_bench_report
+
+    print(f"wrote {write_bench_report(out, agg)} (links to each seed's report.html)")
     print(f"judges over {len(evals)} seeds (mean±sd over seeds; whole held-out images):")
     print(format_table(agg))
     r = agg["score_gain_ratio"]

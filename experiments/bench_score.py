@@ -36,10 +36,10 @@ def bench(metric, h: int, w: int, batch: int, repeats: int, grad: bool, device: 
         t = now()
         if grad:
             xi = x.clone().requires_grad_(True)
-            metric(xi).mos.sum().backward()
+            metric.quality(xi).mos.sum().backward()
         else:
             with torch.inference_mode():
-                metric(x)
+                metric.quality(x)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         if i:  # the first run is a warm-up

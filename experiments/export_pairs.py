@@ -186,7 +186,7 @@ def _mos(metric, images: list[np.ndarray], max_side: int | None) -> list[float]:
                 s = max_side / max(h, w)
                 t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear",
                                   antialias=True, align_corners=False).clamp(0, 1)
-            out.append(float(metric(t).mos.reshape(-1)[0]))
+            out.append(float(metric(t).reshape(-1)[0]))
     return out
 
 

@@ -7,12 +7,15 @@ Usage::
     python experiments/render.py --run RUN_DIR INPUT... --out DIR
 
 ``INPUT`` is any mix of RAW files and folders (searched recursively for RAW extensions).
-``--params`` takes ``default`` (neutral parameters) or a JSON file ``{"name": value}`` (missing
-names are neutral; see ``isp.PARAM_SPECS``). ``--run`` uses a trained agent's parameters
-(``rl.inference.AgentParamsPredictor``), chosen per image.
+``--params`` takes ``default`` (neutral parameters), a JSON file ``{"name": value}`` (missing
+names are neutral; see ``isp.PARAM_SPECS``) or a sidecar written by an earlier rendering.
+``--run`` uses a trained agent's parameters (``rl.inference.AgentParamsPredictor``), chosen per
+image.
 
 Outputs ``DIR/<stem>.<ext>`` with an embedded sRGB ICC profile and the camera orientation
-applied. Existing outputs are skipped (resumable) unless ``--overwrite``. A file that fails to
+applied, and beside each one ``DIR/<stem>.params.json``, the sidecar with the parameters it was
+rendered with (``{"params": {name: value}, "raw", "output", "source"}``): ``--params`` that file
+renders the same image again, bit for bit, or a hand-edited copy of it. Existing outputs are skipped (resumable) unless ``--overwrite``. A file that fails to
 decode or render is reported and skipped. Exit status: 0 all rendered, 1 some failed, 2 bad
 arguments / nothing to do.
 """
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", type=Path, help="run folder of a trained agent (parameters chosen per image)")
-    src.add_argument("--params", help="'default' (neutral) or a JSON file {name: value}")
+    src.add_argument("--params", help="'default' (neutral), a JSON file {name: value}, or a .params.json sidecar")
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="RAW files or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--format", choices=("png", "jpg", "tif"), default="png", help="output format (default png)")
@@ -88,6 +91,34 @@ def output_names(files: list[Path], out: Path, ext: str) -> list[Path]:
     return names
 
 
+SIDECAR_FORMAT = "rlisp-render-params"
+
+
+def sidecar_path(output: Path) -> Path:
+    """``DIR/<stem>.params.json`` beside ``DIR/<stem>.<ext>``."""
+    return output.with_name(output.stem + ".params.json")
+
+
+def write_sidecar(output: Path, raw_path: Path, params, source: str) -> Path:
+    """Writes the parameters an output was rendered with, loadable by ``--params`` (atomic).
+
+    Args:
+        output: the rendered image file.
+        raw_path: the RAW it was rendered from.
+        params: ``(P,)`` physical parameters (float32 values are stored exactly).
+        source: where they came from (``run:<dir>``, ``params:<file>`` or ``default``).
+    """
+    import isp
+    from isp._atomic import atomic_path
+
+    data = {"format": SIDECAR_FORMAT, "version": 1, "raw": str(raw_path), "output": output.name, "source": source,
+            "params": isp.params_to_dict(params)}
+    path = sidecar_path(output)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def load_params(spec: str):
     """``default`` or a JSON file -> ``(P,)`` tensor. Raises ValueError with a clear message."""
     import isp
@@ -101,6 +132,8 @@ def load_params(spec: str):
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"--params {path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT:  # a sidecar of an earlier rendering
+        data = data.get("params")
     try:
         return isp.params_from_dict(data)
     except ValueError as exc:
@@ -148,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot load the agent from {args.run}: {exc}", file=sys.stderr)
             return 2
 
+    source = f"run:{Path(args.run).resolve()}" if args.run else ("default" if args.params == "default" else
+                                                                  f"params:{Path(args.params).resolve()}")
     files, problems = find_raws(args.inputs)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
@@ -180,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append((f, f"render failed: {exc}"))
             bar.update(len(group))
             return
-        for (f, o, raw, _), img in zip(group, imgs):
+        for (f, o, raw, pp), img in zip(group, imgs):
             try:
                 isp.save_image(isp.apply_orientation(img, raw.orientation), o, bits=args.bits)
+                write_sidecar(o, f, pp, source)
                 done += 1
             except (OSError, ValueError) as exc:
                 failed.append((f, f"could not write {o}: {exc}"))

@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "sample set, built on first use)")
     p.add_argument("--experts", default=None, help="expert renderings of a RAW folder given by --data, paired by file name "
                    "(16-bit = ProPhoto TIFF, 8-bit = sRGB, or as their ICC profile says); the judges compare with them")
-    p.add_argument("--attiqa-checkpoint", default=None, help="ATTIQA checkpoint (default: the starter model, built on first use)")
+    p.add_argument("--attiqa-checkpoint", default=None, help="ATTIQA checkpoint: a .pt file, a config.json + model.safetensors folder or a Hub id (default: the starter model, built on first use)")
     p.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the agent, the envs and random search")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, ...")
@@ -79,7 +79,7 @@ def resolve_config(args) -> dict:
         reward=args.reward,
         data=str(Path(args.data).resolve()),
         experts=str(Path(args.experts).resolve()) if args.experts else None,
-        attiqa_checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
+        attiqa_checkpoint=(str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint) if checkpoint else None,  # or a Hub id
         seed=args.seed,
         device=args.device,
     )
@@ -201,6 +201,11 @@ def run(argv=None) -> int:
         RunStateCallback(run_dir, curve, every=int(config.get("checkpoint_every", 4096))),
         ProgressCallback(total, done_steps),
     ]
+    if not args.no_eval and int(ev.get("every", 4096)) > 0:  # held-out evaluation during training (rl.periodic_eval)
+        from rl.periodic_eval import HeldOutEvalCallback
+
+        callbacks.append(HeldOutEvalCallback(TuningCore(test_images, reward, **env_config.core_kwargs(), device=device), config, reward,
+                                             int(ev.get("every", 4096)), run_dir, device, de_side=int(ev.get("de_side", 128))))
     t0 = time.perf_counter()
     try:
         if total > done_steps:
@@ -259,6 +264,11 @@ def run(argv=None) -> int:
           f"reward_full = the whole image):")
     print(format_judges(results))
     print(f"wrote {run_dir / EVAL_FILE} and {run_dir / 'before_after.png'}")
+    from rl.periodic_eval import log_final_to_tensorboard
+    from rl.report import write_report
+
+    log_final_to_tensorboard(model, results, config, run_dir / "before_after.png")
+    print(f"wrote {write_report(run_dir)}  (python -m rl.report {run_dir} rewrites it)")
     return 0
 
 

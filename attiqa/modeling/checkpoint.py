@@ -10,7 +10,9 @@ Training-state checkpoints (optimizer, step, RNG) use the same container with ex
 Besides the container, this module builds the ``meta`` of the two kinds
 (:func:`pretrained_meta`, :func:`quality_checkpoint_meta`), saves a quality model
 (:func:`save_quality_checkpoint`) and loads weights with every key checked
-(:func:`load_state_strict`, :func:`load_attiqa_model`).
+(:func:`load_state_strict`, :func:`load_attiqa_model`). :func:`load_any` reads this format and
+the Hub-style folder of :mod:`attiqa.modeling.pretrained` (``config.json`` + ``model.safetensors``,
+no pickle), local or by Hub id.
 """
 from __future__ import annotations
 
@@ -20,15 +22,15 @@ import torch
 from torch import nn
 
 from attiqa.attributes import ATTRIBUTES
+from attiqa.modeling.pretrained import REQUIRED_META, load_pretrained, resolve_source
 from attiqa.modeling.quality import QualityModel
 from attiqa.utils.files import atomic_torch_save
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_state_strict", "load_attiqa_model",
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_any", "load_state_strict", "load_attiqa_model",
            "pretrained_meta", "quality_checkpoint_meta", "save_quality_checkpoint"]
 
 FORMAT = "attiqa-checkpoint"
 VERSION = 1
-REQUIRED_META = ("kind", "architecture", "attributes", "normalization", "starter", "description")
 
 
 def save_checkpoint(path, state_dict: dict, meta: dict, **extra) -> Path:
@@ -81,8 +83,30 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return obj
 
 
+def load_any(source) -> dict:
+    """Loads a checkpoint in either format: a ``.pt`` file, a pretrained folder, or a Hub id.
+
+    Returns:
+        ``{"state_dict", "meta", ...}`` and ``"path"``: the local file or folder read.
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`resolve_source`, :func:`load_pretrained` and
+            :func:`attiqa.modeling.checkpoint.load_checkpoint`.
+    """
+    path = resolve_source(source)
+    if path.is_dir():
+        out = load_pretrained(path)
+    else:
+        out = load_checkpoint(path)
+    out["path"] = path
+    return out
+
+
 def load_attiqa_model(path) -> tuple[nn.Module, dict]:
     """Loads the ATTIQA model (backbone + attribute heads) of a pretrained or quality checkpoint.
+
+    Args:
+        path: a ``.pt`` file, a ``config.json`` + ``model.safetensors`` folder, or a Hub id (:func:`load_any`).
 
     Returns:
         ``(model, meta)``; every weight of the model must be in the checkpoint.
@@ -92,7 +116,7 @@ def load_attiqa_model(path) -> tuple[nn.Module, dict]:
     """
     from attiqa.modeling.heads import build_model
 
-    ckpt = load_checkpoint(path)
+    ckpt = load_any(path)
     meta, state = ckpt["meta"], ckpt["state_dict"]
     arch = meta.get("architecture")
     if meta.get("kind") == "quality":

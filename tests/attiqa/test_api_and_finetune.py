@@ -62,24 +62,28 @@ def test_create_metric_is_differentiable(tiny_attiqa_checkpoint):
     lo, hi = metric.score_range
     assert (lo, hi) == tuple(metric.meta["score_range"])
     x = torch.rand(2, 3, 48, 48, requires_grad=True)
-    out = metric(x)
+    out = metric.quality(x)  # the named output, differentiable (what the reward reads)
     assert out.mos.shape == (2,) and out.attributes.shape == (2, 5)
     assert torch.all((out.mos >= lo) & (out.mos <= hi))
     out.mos.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     # the metric's weights are frozen: the gradient goes to the images only
     assert all(p.grad is None for p in metric.parameters())
+    # pyiqa-style call: a (B,) score without gradient, the attributes by a method
+    score = metric(x)
+    assert score.shape == (2,) and not score.requires_grad and torch.equal(score, out.mos.detach())
+    assert torch.equal(metric.attributes(x), out.attributes.detach()) and not metric.attributes(x).requires_grad
     with pytest.raises(ValueError, match="shape"):
         metric(torch.rand(3, 48, 48))
     bad = torch.rand(1, 3, 48, 48)
     bad[0, 1, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         metric(bad)
-    assert metric(bad, validate=False).mos.shape == (1,)  # the check can be turned off in hot loops
+    assert metric(bad, validate=False).shape == (1,)  # the check can be turned off in hot loops
     # the metric stays in eval mode: a batch's score does not depend on the other images in it
     a = torch.rand(1, 3, 48, 48)
     metric.train()
-    assert torch.allclose(metric(a).mos, metric(torch.cat([a, torch.rand(3, 3, 48, 48)])).mos[:1], atol=1e-5)
+    assert torch.allclose(metric(a), metric(torch.cat([a, torch.rand(3, 3, 48, 48)]))[:1], atol=1e-5)
 
 
 def test_create_metric_rejects_bad_checkpoints(tiny_attiqa_checkpoint, tmp_path):
@@ -139,7 +143,7 @@ def test_score_cli_json_subprocess(tiny_attiqa_checkpoint, tmp_path):
     assert len(rows) == 1 and rows[0]["path"] == str(img)
     assert set(rows[0]) == {"path", "mos", *ATTRIBUTES}
     metric = attiqa.create_metric(tiny_attiqa_checkpoint)
-    expect = metric(torch.from_numpy(np.asarray(Image.open(img), dtype=np.float32) / 255).permute(2, 0, 1)[None])
+    expect = metric.quality(torch.from_numpy(np.asarray(Image.open(img), dtype=np.float32) / 255).permute(2, 0, 1)[None])
     assert rows[0]["mos"] == pytest.approx(float(expect.mos[0]), abs=1e-5)
     for name, v in zip(ATTRIBUTES, expect.attributes[0].tolist()):
         assert rows[0][name] == pytest.approx(v, abs=1e-5)

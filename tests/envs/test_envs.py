@@ -229,7 +229,8 @@ def test_attiqa_reward_uses_metric_range(tiny_attiqa_checkpoint):
     assert reward.score_range == tuple(float(v) for v in metric.score_range)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(reward(x).score, metric(x).mos)
+        torch.testing.assert_close(reward(x).score, metric(x))
+        torch.testing.assert_close(reward(x).attributes, metric.attributes(x))
 
 
 def test_normalisation_flips_lower_better():

@@ -19,7 +19,7 @@ SCRIPT = REPO / "rl" / "train_agent.py"
 FAST = [
     "--n-envs", "4",
     "--hyperparams", "env.crop=[64,64]", "env.preview_side=128", "env.thumb_size=4",
-    "eval.ga_steps=5", "checkpoint_every=256", "curve_every=128",
+    "eval.ga_steps=5", "checkpoint_every=256", "curve_every=128", "eval.every=256", "eval.de_side=64",
 ]
 
 
@@ -45,7 +45,8 @@ def smoke_run(sample_root, tiny_attiqa_checkpoint, tmp_path_factory):
 
 def test_smoke_run_writes_run_folder(smoke_run):
     run_dir, _ = smoke_run
-    for name in ("config.yaml", "command.txt", "agent.zip", "vecnormalize.npz", "eval.json", "state.json", "before_after.png"):
+    for name in ("config.yaml", "command.txt", "agent.zip", "vecnormalize.npz", "eval.json", "state.json", "before_after.png",
+                 "report.html", "eval_curve.csv"):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "tb").iterdir())
     assert list((run_dir / "checkpoints").glob("agent_*_steps.zip"))
@@ -62,6 +63,32 @@ def test_smoke_run_writes_run_folder(smoke_run):
     # Gradient ascent keeps its best iterate, so it cannot end below the default parameters.
     assert ev["gradient_ascent"]["mean_score"] >= ev["default"]["mean_score"] - 1e-6
     assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 512
+
+
+def test_periodic_eval_and_final_judges_in_tensorboard(smoke_run):
+    """eval.every=256 over 512 steps: two held-out evaluations, then the final judges as hparams metrics."""
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, proc = smoke_run
+    ev = json.loads((run_dir / "eval.json").read_text())
+    rows = list(csv.DictReader(open(run_dir / "eval_curve.csv")))
+    assert [int(float(r["timesteps"])) for r in rows] == [256, 512]
+    # the default params' score on the held-out views is the final evaluation's (the same views, the same model)
+    assert float(rows[0]["default_score"]) == pytest.approx(ev["default"]["mean_score"], abs=1e-6)
+    assert all(float(r["delta_e2000"]) > 0 and 0 <= float(r["clipped_fraction"]) <= 1 for r in rows)
+    (events,) = {p.parent for p in (run_dir / "tb").rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    assert [(e.step, pytest.approx(e.value)) for e in acc.Scalars("eval/mean_score")] == \
+        [(int(float(r["timesteps"])), float(r["mean_score"])) for r in rows]
+    assert len(acc.Images("eval/before_after")) == 2 and acc.Images("eval/final_before_after")
+    for policy in ("default", "agent", "gradient_ascent"):
+        (last,) = acc.Scalars(f"judges/{policy}/delta_e2000")
+        assert last.value == pytest.approx(ev[policy]["judges"]["mean"]["delta_e2000"], rel=1e-6)
+    assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+    assert "report.html" in proc.stdout
 
 
 def test_render_fallback_never_worse_than_default(smoke_run, tmp_path):
