@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._atomic import atomic_path
+from .cache import cache_root
 
 __all__ = [
     "FiveKEntry",
@@ -110,12 +111,6 @@ class ScanResult:
     def missing_expert(self) -> list[FiveKEntry]:
         """Entries that have a DNG but no Expert C TIFF."""
         return [e for e in self.entries if e.expert_c is None]
-
-
-def cache_root() -> Path:
-    """The project's cache folder: ``$RLISP_CACHE`` or ``~/.cache/rl-isp``."""
-    env = os.environ.get("RLISP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rl-isp"
 
 
 def _split_id(path: Path) -> str | None:

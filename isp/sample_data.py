@@ -316,8 +316,8 @@ def correction(row) -> dict[str, float]:
 
 
 def default_root() -> Path:
-    """``<cache>/sample_fivek`` with ``<cache>`` = :func:`isp.fivek.cache_root` (``$RLISP_CACHE`` or ``~/.cache/rl-isp``)."""
-    from .fivek import cache_root
+    """``<cache>/sample_fivek`` with ``<cache>`` = :func:`isp.cache.cache_root` (``$RLISP_CACHE`` or ``~/.cache/rl-isp``)."""
+    from .cache import cache_root
 
     return cache_root() / "sample_fivek"
 
