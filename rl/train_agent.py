@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -114,11 +115,13 @@ def run(argv=None) -> int:
     )
     from rl.evaluate import evaluate_policies, format_judges, judge_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
+    from rl.run_state import find_checkpoint, remove_stale_temp
     from rl.training import (
         CurveCallback,
         ProgressCallback,
         add_demonstrations,
         RunStateCallback,
+        TrainingStopped,
         build_model,
         normalizer_of,
         restore_run_state,
@@ -137,6 +140,8 @@ def run(argv=None) -> int:
             return 2
         run_dir = Path(args.run_dir)
         config = load_yaml(run_dir / CONFIG_FILE)
+        if not isinstance(config, dict) or "algo" not in config:
+            raise ValueError(f"{run_dir / CONFIG_FILE}: not a run configuration")
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
         overrides = parse_overrides(args.hyperparams)
@@ -150,9 +155,19 @@ def run(argv=None) -> int:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.run_dir or f"runs/{stamp}-{args.algo}-{args.reward}")
         if (run_dir / CONFIG_FILE).exists():
-            print(f"error: {run_dir} already holds a run; use --resume or another --run-dir", file=sys.stderr)
+            print(f"error: {run_dir} already holds a run; use --resume (continues from its newest complete checkpoint, "
+                  "or starts it over when it has none) or another --run-dir", file=sys.stderr)
             return 2
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temp(run_dir):
+        print(f"removed {stale} (left by an earlier process that was killed)")
+    checkpoint = None
+    if args.resume:
+        checkpoint, notes = find_checkpoint(run_dir)
+        for note in notes:
+            print(f"skipping incomplete checkpoint {note}")
+        if checkpoint is None:
+            print(f"no complete checkpoint in {run_dir}: starting the run over from timestep 0 with its saved config")
     device = resolve_device(config["device"])
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     with open(run_dir / COMMAND_FILE, "a", encoding="utf-8") as f:
@@ -188,10 +203,10 @@ def run(argv=None) -> int:
     # 3. Agent (restored when resuming) and training.
     model = build_model(config["algo"], venv, config, int(config["seed"]), device, str(run_dir / "tb"))
     curve: list[dict] = []
-    done_steps = 0
-    if args.resume:
-        done_steps, curve = restore_run_state(model, venv, run_dir)
-        print(f"resuming at timestep {done_steps}")
+    done_steps, pending = 0, None
+    if checkpoint is not None:
+        done_steps, curve, pending = restore_run_state(model, venv, checkpoint)
+        print(f"resuming at timestep {done_steps} from {checkpoint.path}")
     elif int(config.get("demos", {}).get("steps", 0)) > 0:
         demos = config["demos"]
         demo_stats = add_demonstrations(model, core, env_kwargs, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
@@ -200,21 +215,34 @@ def run(argv=None) -> int:
         print(f"demonstrations: {demo_stats['transitions']} gradient-ascent transitions in the replay buffer "
               f"({demo_stats['reward_evals']} reward evaluations, {demo_stats['seconds']:.0f} s)")
     total = int(config["total_timesteps"])
-    callbacks = [
-        CurveCallback(curve, every=int(config.get("curve_every", 512))),
-        RunStateCallback(run_dir, curve, every=int(config.get("checkpoint_every", 4096))),
-        ProgressCallback(total, done_steps),
-    ]
+    curve_cb = CurveCallback(curve, every=int(config.get("curve_every", 512)), pending=pending)
+    state_cb = RunStateCallback(run_dir, curve_cb, every=int(config.get("checkpoint_every", 4096)))
+    callbacks = [curve_cb, state_cb, ProgressCallback(total, done_steps)]
     t0 = time.perf_counter()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next consistent point; second: at once
+        state_cb.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops without saving)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         if total > done_steps:
-            model.learn(total - done_steps, callback=callbacks, reset_num_timesteps=not args.resume, tb_log_name="tb", progress_bar=False)
+            model.learn(total - done_steps, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="tb",
+                        progress_bar=False)
+    except TrainingStopped as stop:
+        where = stop.checkpoint.path if stop.checkpoint else "nothing new saved"
+        print(f"\ninterrupted at timestep {stop.step} ({where}); continue with --run-dir {run_dir} --resume")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        save_run_state(model, venv, run_dir, curve)
-        print(f"\ninterrupted at timestep {model.num_timesteps}; continue with --run-dir {run_dir} --resume")
-        return 130
+        last, _ = find_checkpoint(run_dir)
+        print(f"\ninterrupted at timestep {model.num_timesteps} without saving; --run-dir {run_dir} --resume continues "
+              f"from {last.path if last else 'the start'}")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
     train_seconds = time.perf_counter() - t0
-    save_run_state(model, venv, run_dir, curve)
+    save_run_state(model, venv, run_dir, curve, curve_pending=curve_cb.pending_state())
     print(f"trained to timestep {model.num_timesteps} in {train_seconds:.0f} s; agent saved to {run_dir}")
     if curve:
         save_training_curve(run_dir / "training_curve.png", [c["timesteps"] for c in curve], [c["mean_return"] for c in curve], [c["mean_score"] for c in curve])
