@@ -67,6 +67,7 @@ class ImageSet:
     sources: list | None = None
     details: list | None = None
     detail_halo: int = 0
+    skipped: list | None = None  # (RAW path, exception) of entries that could not be read
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -262,16 +263,24 @@ def load_image_set(
     rng = np.random.default_rng(augment_seed)
     raws, ids, flips, sources, details = [], [], [], [], []
     detail_rng = np.random.default_rng([augment_seed, 1]) if split == "train" else None
+    skipped = []
     for e in entries:
         n_before = len(raws)
-        _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
-        if detail_crop:
-            import isp
+        try:
+            _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
+            if detail_crop:
+                import isp
 
-            win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
-            details += [win] * (len(raws) - n_before)
+                win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
+                details += [win] * (len(raws) - n_before)
+        except (ValueError, OSError) as exc:  # an unreadable RAW is skipped and reported, the others are used
+            for lst in (raws, ids, flips, sources):
+                del lst[n_before:]
+            skipped.append((e.dng, exc))
+    if not raws:
+        raise ValueError(f"no readable RAW in the {split!r} split of {root} ({len(skipped)} failed, first: {skipped[0][1]})")
     return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
-                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0)
+                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0, skipped=skipped or None)
 
 
 def _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng) -> None:

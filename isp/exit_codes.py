@@ -38,9 +38,11 @@ EXIT_UNSAFE = 6
 EXIT_INTERRUPTED = 130
 
 
-class InputError(Exception):
+class InputError(ValueError):
     """A bad input with its exit code and, when known, its file:
-    ``InputError("1x1 px, below the 32 px minimum", EXIT_BAD_INPUT, path="a.png")``."""
+    ``InputError("1x1 px, below the 32 px minimum", EXIT_BAD_INPUT, path="a.png")``.
+
+    A ``ValueError``, so callers that catch ``ValueError`` for bad inputs keep working."""
 
     def __init__(self, cause: str, code: int = EXIT_BAD_INPUT, path=None) -> None:
         super().__init__(f"{path}: {cause}" if path is not None else cause)
@@ -66,8 +68,17 @@ def _names(exc: BaseException) -> set[str]:
     return {f"{c.__module__}.{c.__name__}" for c in type(exc).__mro__} | {c.__name__ for c in type(exc).__mro__}
 
 
-def describe(exc: BaseException) -> tuple[int, str]:
-    """``(exit code, cause in a few words)`` of an exception raised while reading an input."""
+def describe(exc: BaseException, path=None) -> tuple[int, str]:
+    """``(exit code, cause in a few words)`` of an exception raised while reading input ``path``
+    (a leading ``"<path>: "`` of the message is left out: the report names the file once)."""
+    code, cause = _describe(exc)
+    for prefix in {str(path) if path is not None else None, getattr(exc, "path", None), getattr(exc, "filename", None)} - {None}:
+        if cause.startswith(f"{prefix}: "):
+            cause = cause[len(str(prefix)) + 2 :]
+    return code, cause
+
+
+def _describe(exc: BaseException) -> tuple[int, str]:
     names = _names(exc)
     msg = str(exc)
     if isinstance(exc, InputError):
@@ -114,8 +125,8 @@ def describe(exc: BaseException) -> tuple[int, str]:
 
 def error_line(path, exc: BaseException, prefix: str = "error") -> str:
     """``error: <path>: <cause>`` (``path`` defaults to the exception's own file; left out when unknown)."""
-    _, cause = describe(exc)
     path = path if path is not None else getattr(exc, "path", None) or getattr(exc, "filename", None)
+    _, cause = describe(exc, path)
     return f"{prefix}: {path}: {cause}" if path is not None else f"{prefix}: {cause}"
 
 
@@ -136,14 +147,11 @@ class Failures:
 
     def add(self, path, exc: BaseException | None = None, *, cause: str | None = None, code: int | None = None) -> int:
         """Reports one failed input (an exception, or ``cause`` and ``code``); returns its code."""
-        if exc is not None:
-            c, text = describe(exc)
-        else:
-            c, text = EXIT_BAD_INPUT, ""
-        code = c if code is None else int(code)
-        text = cause if cause is not None else text
         if path is None and exc is not None:
             path = getattr(exc, "path", None) or getattr(exc, "filename", None)
+        c, text = describe(exc, path) if exc is not None else (EXIT_BAD_INPUT, "")
+        code = c if code is None else int(code)
+        text = cause if cause is not None else text
         where = f"{Path(path)}: " if path is not None else ""
         print(f"{self.prefix}: {where}{text}", file=self.stream or sys.stderr, flush=True)
         self.items.append((str(path), code, text))

@@ -323,8 +323,13 @@ def restore_run_state(model, venv, ckpt: Checkpoint | str | Path) -> tuple[int, 
     """
     from stable_baselines3.common.save_util import load_from_zip_file
 
+    from isp.exit_codes import InputError
+
     folder = ckpt.path if isinstance(ckpt, Checkpoint) else Path(ckpt)
-    _, params, variables = load_from_zip_file(folder / AGENT_FILE, device=model.device, load_data=False)
+    try:  # weights_only=True inside; a pickled payload is refused, not run
+        _, params, variables = load_from_zip_file(folder / AGENT_FILE, device=model.device, load_data=False)
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+        raise InputError.wrap(exc.__cause__ if isinstance(exc, ValueError) and exc.__cause__ else exc, folder / AGENT_FILE) from None
     model.set_parameters(params, exact_match=True, device=model.device)
     for name, value in (variables or {}).items():  # SAC's log_ent_coef (its optimizer is in params)
         if value is not None:

@@ -61,8 +61,11 @@ def resolve_config(args) -> dict:
     """The full configuration of a new run: hyperparameter file + overrides + command-line flags."""
     from rl.common import load_hyperparams, merge_config, parse_overrides
 
-    config = load_hyperparams(args.algo, args.reward, args.hyperparams_file)
-    config = merge_config(config, parse_overrides(args.hyperparams))
+    if args.hyperparams_file:
+        config = _read(Path(args.hyperparams_file), lambda f: load_hyperparams(args.algo, args.reward, f))
+    else:
+        config = load_hyperparams(args.algo, args.reward)
+    config = merge_config(config, _overrides(args.hyperparams))
     if args.total_timesteps is not None:
         config["total_timesteps"] = args.total_timesteps
     if args.n_envs is not None:
@@ -90,12 +93,44 @@ def resolve_config(args) -> dict:
 
 
 def main(argv=None) -> int:
+    """Runs :func:`run`; a bad input (data, checkpoint, config, agent) ends in one ``error:`` line
+    naming the file and the cause, with the project's exit code (``isp.exit_codes``)."""
+    from isp.exit_codes import EXIT_INTERNAL, EXIT_USAGE, describe, error_line
+
     try:
         return run(argv)
-    except (FileNotFoundError, ValueError, KeyError) as e:  # bad data, checkpoint or config: one clear line
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - classified below; a bug (EXIT_INTERNAL) keeps its traceback
+        code, _ = describe(e)
+        if code == EXIT_INTERNAL:
+            raise
+        print(error_line(None, e), file=sys.stderr)
+        return code
+
+
+class UsageError(Exception):
+    """A bad flag or override (exit code 2)."""
+
+
+def _overrides(items):
+    from rl.common import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except Exception as exc:  # noqa: BLE001 - a malformed KEY=VALUE is a usage error
+        raise UsageError(f"--hyperparams: {' '.join(str(exc).split())}") from None
+
+
+def _read(path, reader):
+    """``reader(path)``, its failure reported as a bad input of ``path``."""
+    from isp.exit_codes import InputError
+
+    try:
+        return reader(path)
+    except Exception as exc:  # noqa: BLE001 - wrapped with the file's name, bugs re-raised as they are
+        raise InputError.wrap(exc, path) from None
 
 
 def run(argv=None) -> int:
@@ -129,6 +164,8 @@ def run(argv=None) -> int:
         wrap_env,
     )
 
+    from isp.exit_codes import EXIT_INTERRUPTED, InputError, describe
+
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -139,16 +176,15 @@ def run(argv=None) -> int:
             print(f"error: --resume needs --run-dir pointing at an existing run (with {CONFIG_FILE})", file=sys.stderr)
             return 2
         run_dir = Path(args.run_dir)
-        config = load_yaml(run_dir / CONFIG_FILE)
+        config = _read(run_dir / CONFIG_FILE, load_yaml)
         if not isinstance(config, dict) or "algo" not in config:
-            raise ValueError(f"{run_dir / CONFIG_FILE}: not a run configuration")
+            raise InputError("not a run configuration (no 'algo' key)", path=run_dir / CONFIG_FILE)
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
-        overrides = parse_overrides(args.hyperparams)
+        overrides = _overrides(args.hyperparams)
         frozen = sorted(set(overrides) - RESUME_OVERRIDABLE)
         if frozen:
-            print(f"error: --resume can only change {', '.join(sorted(RESUME_OVERRIDABLE))}, not {', '.join(frozen)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--resume can only change {', '.join(sorted(RESUME_OVERRIDABLE))}, not {', '.join(frozen)}")
         config = merge_config(config, overrides)
     else:
         config = resolve_config(args)
@@ -187,6 +223,9 @@ def run(argv=None) -> int:
         augment_seed=int(config["seed"]),
     )
     test_images = load_image_set(config["data"], "test", **image_kwargs, crop_mode=ev.get("crop_mode", "center"))
+    for split_name, images in (("train", train_images), ("test", test_images)):
+        for path, exc in images.skipped or []:
+            print(f"skipping {path} ({split_name} split): {describe(exc, path)[1]}", file=sys.stderr)
     n_train_raws = len({i.split("/")[0] for i in train_images.ids})
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
     print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
@@ -205,7 +244,7 @@ def run(argv=None) -> int:
     curve: list[dict] = []
     done_steps, pending = 0, None
     if checkpoint is not None:
-        done_steps, curve, pending = restore_run_state(model, venv, checkpoint)
+        done_steps, curve, pending = _read(checkpoint, lambda c: restore_run_state(model, venv, c))
         print(f"resuming at timestep {done_steps} from {checkpoint.path}")
     elif int(config.get("demos", {}).get("steps", 0)) > 0:
         demos = config["demos"]

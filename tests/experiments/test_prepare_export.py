@@ -62,7 +62,7 @@ def test_prepare_sample_set(sample_root, tmp_path):
 def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     root, bad_id, no_tiff_id = faulty_root
     proc = run("prepare_fivek.py", root, "--report", tmp_path / "r.json", "--no-progress")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # isp.exit_codes.EXIT_BAD_INPUT
     report = json.loads((tmp_path / "r.json").read_text())
     errors = {(e["kind"], e.get("id")) for e in report["errors"]}
     assert errors == {("bad_dng", bad_id)}
@@ -197,7 +197,7 @@ def test_export_pairs_bad_inputs(sample_root, tmp_path, capsys):
     bad = tmp_path / "nan.json"
     bad.write_text('{"exposure": NaN}')
     proc = run("export_pairs.py", "--params", bad, "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
-    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 5 and "error:" in proc.stderr and "nan.json" in proc.stderr and "Traceback" not in proc.stderr
     # The other cases in-process (same main(), no interpreter start-up).
     from experiments import export_pairs as E
 
