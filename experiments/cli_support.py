@@ -33,6 +33,8 @@ def load_agent(run_dir: str | Path, device: str = "cpu"):
         code, _ = describe(exc)
         if code == EXIT_INTERNAL:
             raise
+        if exc.__cause__ is not None and describe(exc.__cause__)[0] != EXIT_INTERNAL:
+            exc = exc.__cause__  # e.g. ValueError("not an SB3 agent file") from BadZipFile: say the real cause
         names = {c.__name__ for c in type(exc).__mro__}
         at_fault = run_dir / CONFIG_FILE if "YAMLError" in names or CONFIG_FILE in str(exc) else run_dir / AGENT_FILE
         raise InputError.wrap(exc, at_fault) from None

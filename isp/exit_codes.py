@@ -79,6 +79,8 @@ def describe(exc: BaseException, path=None) -> tuple[int, str]:
 
 
 def _describe(exc: BaseException) -> tuple[int, str]:
+    if not isinstance(exc, (InputError, OSError)) and isinstance(exc.__cause__, (PermissionError, FileNotFoundError, IsADirectoryError)):
+        return _describe(exc.__cause__)  # e.g. ValueError("not a readable image") from PermissionError
     names = _names(exc)
     msg = str(exc)
     if isinstance(exc, InputError):
