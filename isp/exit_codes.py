@@ -85,8 +85,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     msg = str(exc)
     if isinstance(exc, InputError):
         return exc.code, exc.cause
-    if isinstance(exc, FileNotFoundError):
-        return EXIT_MISSING, "no such file or directory"
+    if isinstance(exc, FileNotFoundError):  # a message of our own (no errno) says more, e.g. "not a dataset root"
+        return EXIT_MISSING, "no such file or directory" if exc.errno is not None or not msg else _one_line(msg)
     if isinstance(exc, PermissionError):
         return EXIT_PERMISSION, "permission denied"
     if isinstance(exc, IsADirectoryError):
@@ -111,7 +111,7 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     if "JSONDecodeError" in names:
         return EXIT_BAD_INPUT, f"invalid JSON: {_one_line(msg, 200)}"
     if isinstance(exc, UnicodeDecodeError):
-        return EXIT_BAD_INPUT, "not a UTF-8 text file"
+        return EXIT_BAD_INPUT, "corrupt or not the expected format (undecodable bytes)"
     if "UnidentifiedImageError" in names:
         return EXIT_BAD_INPUT, "not an image file that can be decoded"
     if "LibRawFileUnsupportedError" in names:

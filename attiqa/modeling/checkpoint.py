@@ -70,7 +70,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         from attiqa.utils.exit_codes import EXIT_BAD_INPUT, InputError, describe
 
         code, cause = describe(exc, path)
-        raise InputError(f"not a readable ATTIQA checkpoint: {cause}", code if code > 1 else EXIT_BAD_INPUT, path=path) from None
+        if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes
+            code, cause = EXIT_BAD_INPUT, f"corrupt or not a torch file ({cause})"
+        raise InputError(f"not a readable ATTIQA checkpoint: {cause}", code, path=path) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ATTIQA checkpoint (no '{FORMAT}' marker; a plain state dict or another "
                          "project's file?)")

@@ -81,7 +81,7 @@ def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     assert rc == 0
     assert {e["id"] for e in json.loads((tmp_path / "r2.json").read_text())["errors"]} == {bad_id}
     capsys.readouterr()
-    assert P.main([str(tmp_path / "nowhere")]) == 2
+    assert P.main([str(tmp_path / "nowhere")]) == 3  # isp.exit_codes.EXIT_MISSING
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -203,14 +203,14 @@ def test_export_pairs_bad_inputs(sample_root, tmp_path, capsys):
 
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"no_such_param": 1.0}')
-    cases = [
-        (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param"),
-        (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K"),
-        (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run"),
+    cases = [  # exit codes of isp.exit_codes: 5 invalid input, 3 missing path
+        (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param", 5),
+        (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K", 3),
+        (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run", 3),
     ]
-    for argv, msg in cases:
+    for argv, msg, code in cases:
         capsys.readouterr()
-        assert E.main([*argv, "--out", str(tmp_path / "o"), "--no-mos", "--no-progress"]) == 2, argv
+        assert E.main([*argv, "--out", str(tmp_path / "o"), "--no-mos", "--no-progress"]) == code, argv
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err, err
     assert not (tmp_path / "o" / "manifest.csv").exists()
