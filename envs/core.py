@@ -231,15 +231,16 @@ def load_image_set(
     augment_seed: int = 0,
     detail_crop: int = 0,
     detail_halo: int = 16,
+    expert_dir: str | Path | None = None,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
     Args:
-        root: MIT-Adobe-5K root (or the sample set, same layout).
+        root: MIT-Adobe-5K root, the sample set or any folder of RAW files (``isp.datasets``).
         split: ``"train"`` or ``"test"``.
         preview_side: longest side of the cached preview.
         crop: ``(H, W)`` crop of every preview's mosaic.
-        split_name: which split file (``isp.fivek.load_split``'s ``split``).
+        split_name: which split (``isp.datasets.load_split``'s ``split``).
         seed: split seed.
         limit: keep only the first ``limit`` images (``None`` = all).
         crop_mode, crops_per_image: which views become entries: ``whole`` (:func:`whole_view`, one
@@ -251,10 +252,14 @@ def load_image_set(
             (:attr:`ImageSet.details`; 0 = none). The training split draws its position from
             ``augment_seed``, the test split takes the center.
         detail_halo: margin of the detail windows (:func:`detail_window`).
+        expert_dir: expert renderings of a plain RAW folder, paired by file (``isp.datasets.load_split``).
     """
-    from isp import fivek
+    import sys
 
-    entries = fivek.load_split(root, split=split_name, seed=seed)[split]
+    import isp
+    from isp import datasets
+
+    entries = datasets.load_split(root, split=split_name, seed=seed, expert_dir=expert_dir)[split]  # FiveK, sample set or any RAW folder
     if limit is not None:
         entries = entries[:limit]
     if not entries:
@@ -269,16 +274,16 @@ def load_image_set(
         try:
             _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
             if detail_crop:
-                import isp
-
                 win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
                 details += [win] * (len(raws) - n_before)
-        except (ValueError, OSError) as exc:  # an unreadable RAW is skipped and reported, the others are used
-            for lst in (raws, ids, flips, sources):
-                del lst[n_before:]
+        except (isp.RawError, OSError) as exc:  # a broken or unreadable file in a FiveK root (RAW folders skip them in load_split)
+            from isp.exit_codes import describe
+
+            del raws[n_before:], ids[n_before:], flips[n_before:], sources[n_before:]
             skipped.append((e.dng, exc))
+            print(f"[envs] skipped unreadable RAW file {e.dng}: {describe(exc, e.dng)[1]}", file=sys.stderr)
     if not raws:
-        raise ValueError(f"no readable RAW in the {split!r} split of {root} ({len(skipped)} failed, first: {skipped[0][1]})")
+        raise ValueError(f"no usable RAW file in the {split!r} split of {root}")
     return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
                     details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0, skipped=skipped or None)
 

@@ -9,12 +9,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import ImageSet, StepResult, TuningCore, load_image_set, potential
-from envs.rewards import RewardModel
+from envs.config import MODES, EnvConfig, advance
+from envs.core import ImageSet, StepResult, TuningCore, load_image_set
+from envs.rewards import RewardModel, create_reward
 
-__all__ = ["IspTuningEnv", "MODES", "observe", "observation_bounds"]
+__all__ = ["IspTuningEnv", "MODES", "Pending", "observe", "observation_bounds"]
 
-MODES = ("absolute", "incremental")
 ATTR_BOUND = 100.0  # attribute scores are clipped to [-ATTR_BOUND, ATTR_BOUND] in observations
 
 
@@ -49,7 +49,9 @@ def observation_bounds(thumb_size: int, hist_bins: int, num_params: int) -> tupl
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """An action turned into what to render: the entry and its new unit-box parameters."""
+
     image: int
     unit: np.ndarray | None  # None: the agent stopped, nothing to render
 
@@ -119,10 +121,14 @@ class IspTuningEnv(gym.Env):
     env = gym.make("IspTuning-v0", data_root="path/to/fivek", reward="analytic")
     ```
 
-    - `data_root`: MIT-Adobe-5K root (default: the embedded sample set, built on first use).
+    - `config`: an `envs.EnvConfig` (or its dict); every env key below can also be given as a
+      keyword, which overrides it. The keys, their defaults and their checks live only there.
+    - `data_root`: a dataset root or RAW folder (required unless `images` or `core` is given:
+      the environment never builds the sample set by itself; `isp.sample_data.ensure_sample_set()` does).
     - `split`: `"train"` or `"test"`. `images`: a ready `ImageSet` instead.
-    - `reward`: registry name (`"attiqa"`, `"analytic"`) or a `RewardModel`;
-      `reward_checkpoint`: its checkpoint (`None` = ATTIQA's starter model).
+    - `reward` (required unless `core` is given): registry name (`"attiqa"`, `"analytic"`) or a
+      `RewardModel`; `reward_checkpoint`: its checkpoint (`None` = the registry's default: for
+      `attiqa`, the starter model).
     - `mode`, `horizon`, `step_size`, `allow_stop`: see above.
     - `crop` `(H, W)`, `preview_side`: preprocessing of every RAW; `thumb_size`, `hist_bins`:
       observation thumbnail and luma histogram.
@@ -141,57 +147,42 @@ class IspTuningEnv(gym.Env):
 
     def __init__(
         self,
+        config: EnvConfig | dict | None = None,
+        *,
         data_root: str | Path | None = None,
         split: str = "train",
-        reward: str | RewardModel = "attiqa",
+        reward: str | RewardModel | None = None,
         reward_checkpoint: str | None = None,
-        mode: str = "absolute",
-        horizon: int | None = None,
-        step_size: float = 0.5,
-        allow_stop: bool = False,
-        crop: tuple[int, int] = (128, 128),
-        preview_side: int = 256,
-        crop_mode: str = "center",
-        crops_per_image: int = 1,
-        flip: bool = False,
-        thumb_size: int = 16,
-        hist_bins: int = 0,
-        reward_scale: float = 10.0,
-        clip_penalty: float = 0.0,
-        param_penalty: float = 0.0,
-        cast_penalty: float = 0.0,
         device: str = "cpu",
         render_mode: str | None = None,
         images: ImageSet | None = None,
         core: TuningCore | None = None,
+        **overrides: Any,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(config, dict) or config is None:
+            config = EnvConfig.from_dict({**(config or {}), **overrides})
+        elif overrides:
+            config = config.replace(**overrides)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if core is None:
+            if reward is None:
+                raise ValueError("IspTuningEnv needs a reward: a registry name (e.g. reward='analytic', reward='attiqa') or a "
+                                 "RewardModel (envs.create_reward)")
             if images is None:
                 if data_root is None:
-                    from isp.sample_data import ensure_sample_set
-
-                    data_root = ensure_sample_set()
-                images = load_image_set(
-                    data_root, split, preview_side=preview_side, crop=tuple(crop),
-                    crop_mode=crop_mode, crops_per_image=crops_per_image, flip=flip,
-                )
-            core = TuningCore(images, reward, reward_checkpoint=reward_checkpoint, thumb_size=thumb_size, hist_bins=hist_bins,
-                              device=device)
+                    raise ValueError("IspTuningEnv needs data_root (a dataset root or RAW folder), images or core; the embedded "
+                                     "sample set is isp.sample_data.ensure_sample_set()")
+                images = load_image_set(data_root, split, **config.image_kwargs())
+            if isinstance(reward, str):
+                reward = create_reward(reward, reward_checkpoint, device)
+            core = TuningCore(images, reward, **config.core_kwargs(), device=device)
+        self.config = config
         self.core = core
-        self.mode = mode
-        self.horizon = 1 if mode == "absolute" else int(horizon or 4)
-        if self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
-        self.step_size = float(step_size)
-        self.allow_stop = bool(allow_stop) and mode == "incremental"
-        self.reward_scale = float(reward_scale)
-        self.clip_penalty = float(clip_penalty)
-        self.param_penalty = float(param_penalty)
-        self.cast_penalty = float(cast_penalty)
+        self.mode = config.mode
+        self.horizon = config.steps
+        self.allow_stop = config.stop_action
+        self.penalties = config.penalties
         self.render_mode = render_mode
 
         P = core.num_params
@@ -203,13 +194,12 @@ class IspTuningEnv(gym.Env):
         self._unit = np.zeros(P, np.float32)
         self._t = 0
         self._last: StepResult | None = None
-        self._neutral_clipped = 0.0
-        self._neutral_cast = 0.0
+        self._neutral: StepResult | None = None
         self._phi = 0.0
 
-    # -- pieces shared with the vectorised env ------------------------------------------------
-    def _draw(self, seed: int | None = None, options: dict[str, Any] | None = None) -> int:
-        """Seeds (as ``reset`` does) and draws the image of the next episode."""
+    # -- one step, in pieces the vectorised env batches -----------------------------------------
+    def draw(self, seed: int | None = None, options: dict[str, Any] | None = None) -> int:
+        """Seeds (as ``reset`` does) and draws the entry of the next episode from ``self.np_random``."""
         gym.Env.reset(self, seed=seed)
         if options and "image_index" in options:
             i = int(options["image_index"])
@@ -218,47 +208,31 @@ class IspTuningEnv(gym.Env):
             return i
         return int(self.np_random.integers(len(self.core.images)))
 
-    def _start(self, image: int, neutral: StepResult) -> tuple[np.ndarray, dict]:
+    def start(self, image: int, neutral: StepResult) -> tuple[np.ndarray, dict]:
+        """Begins an episode on entry ``image`` whose neutral rendering is ``neutral``; ``(obs, info)``."""
         self._image = image
         self._unit = np.zeros(self.num_params, np.float32)
         self._t = 0
-        self._last = neutral
-        self._neutral_clipped = float(neutral.clipped[0])
-        self._neutral_cast = float(neutral.cast[0])
+        self._last = self._neutral = neutral
         self._phi = self._potential(neutral, self._unit)
         return self._obs(), self._info()
 
+    @property
+    def potential_value(self) -> float:
+        """The current potential (regularised score) whose change is the reward."""
+        return self._phi
+
     def _potential(self, res: StepResult, unit: np.ndarray) -> float:
-        return float(
-            potential(
-                res.normalized[0],
-                res.clipped[0],
-                self._neutral_clipped,
-                unit,
-                reward_scale=self.reward_scale,
-                clip_penalty=self.clip_penalty,
-                param_penalty=self.param_penalty,
-                cast=float(res.cast[0]),
-                cast_neutral=self._neutral_cast,
-                cast_penalty=self.cast_penalty,
-            )
-        )
+        return float(self.penalties.potential(res, unit[None], self._neutral)[0])
 
-    def _prepare(self, action: np.ndarray) -> _Pending:
-        """Turns an action into the params to render (``unit=None`` for a stop)."""
+    def prepare(self, action: np.ndarray) -> Pending:
+        """Turns an action into the params to render (``unit=None`` for a stop), see :func:`envs.config.advance`."""
         a = np.asarray(action, dtype=np.float32).reshape(self.action_space.shape)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action contains NaN or inf: {a}")
-        a = np.clip(a, -1.0, 1.0)
-        if self.mode == "absolute":
-            return _Pending(self._image, a)
-        if self.allow_stop and a[-1] > 0.0:
-            return _Pending(self._image, None)
-        unit = np.clip(self._unit + self.step_size * a[: self.num_params], -1.0, 1.0).astype(np.float32)
-        return _Pending(self._image, unit)
+        unit, stopped = advance(self.config, self._unit[None], a[None])
+        return Pending(self._image, None if stopped[0] else unit[0])
 
-    def _complete(self, pending: _Pending, res: StepResult | None):
-        """Applies the rendered result of :meth:`_prepare` and returns the step tuple."""
+    def complete(self, pending: Pending, res: StepResult | None):
+        """Applies the rendered result of :meth:`prepare`; returns the Gymnasium step tuple."""
         self._t += 1
         stopped = pending.unit is None
         if stopped:
@@ -285,13 +259,13 @@ class IspTuningEnv(gym.Env):
 
     # -- Gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        image = self._draw(seed, options)
-        return self._start(image, self.core.neutral([image])[0])
+        image = self.draw(seed, options)
+        return self.start(image, self.core.neutral([image])[0])
 
     def step(self, action: np.ndarray):
-        pending = self._prepare(action)
+        pending = self.prepare(action)
         res = None if pending.unit is None else self.core.evaluate([pending.image], pending.unit[None]).row(0)
-        return self._complete(pending, res)
+        return self.complete(pending, res)
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -315,8 +289,7 @@ class IspTuningEnv(gym.Env):
             "image": int(self._image),
             "unit": [float(x) for x in self._unit],
             "t": int(self._t),
-            "neutral_clipped": float(self._neutral_clipped),
-            "neutral_cast": float(self._neutral_cast),
+            "neutral": result_state(self._neutral),
             "phi": float(self._phi),
             "last": result_state(last),
         }
@@ -329,8 +302,7 @@ class IspTuningEnv(gym.Env):
         self._image = int(state["image"])
         self._unit = np.asarray(state["unit"], np.float32)
         self._t = int(state["t"])
-        self._neutral_clipped = float(state["neutral_clipped"])
-        self._neutral_cast = float(state["neutral_cast"])
+        self._neutral = result_from_state(state["neutral"])
         self._phi = float(state["phi"])
         self._last = result_from_state(state["last"])
 

@@ -125,28 +125,36 @@ def prophoto_to_srgb(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(out), 0.0, 1.0)
 
 
-_SRGB_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
 def load_expert_srgb(path: str | os.PathLike) -> np.ndarray:
     """Reads an expert rendering as sRGB; ``(H, W, 3)`` float64 in ``[0, 1]``.
 
-    A TIFF is an MIT-Adobe-5K-style export (16-bit ProPhoto RGB) and is converted; a PNG or
-    JPEG is taken as sRGB, as such files are written unless they carry another profile.
+    The colour space is decided by :func:`isp.raw_folder.expert_colour_space` (an embedded ICC
+    profile naming sRGB or ProPhoto, else 16-bit = ProPhoto as MIT-Adobe-5K's TIFF exports and
+    8-bit = sRGB); ProPhoto is converted with :func:`prophoto_to_srgb`.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is not a readable RGB image.
     """
+    from isp.raw_folder import expert_colour_space
+
     path = Path(path)
-    if path.suffix.lower() in _SRGB_SUFFIXES:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        rgb = read_prophoto_tiff(path)  # the samples as they are, whatever their space
+    else:
         from PIL import Image
 
         if not path.is_file():
             raise FileNotFoundError(f"expert image {str(path)!r} does not exist")
         try:
             with Image.open(path) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+                arr = np.asarray(im if im.mode in ("I;16", "I;16B") else im.convert("RGB"))
         except OSError as exc:
             raise ValueError(f"cannot read expert image {str(path)!r}: {exc}") from exc
-        return arr
-    return prophoto_to_srgb(read_prophoto_tiff(path))
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=-1)
+        rgb = arr[..., :3].astype(np.float64) / float(np.iinfo(arr.dtype).max)
+    return prophoto_to_srgb(rgb) if expert_colour_space(path) == "prophoto" else np.clip(rgb, 0.0, 1.0)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:

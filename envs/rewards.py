@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -55,6 +56,8 @@ class RewardModel(nn.Module):
         score_range: ``(lo, hi)`` typical range of the score, used for normalisation.
         description: one line shown in logs and ``config.yaml``.
         is_starter: True when the scorer is the embedded starter model, not trained weights.
+        checkpoint: the file the scorer's weights came from (``None`` for closed-form scorers);
+            what a run records so that its reward can be rebuilt.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class RewardModel(nn.Module):
         score_range: tuple[float, float],
         description: str = "",
         is_starter: bool = False,
+        checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         lo, hi = (float(v) for v in score_range)
@@ -79,6 +83,7 @@ class RewardModel(nn.Module):
         self.score_range = (lo, hi)
         self.description = description
         self.is_starter = bool(is_starter)
+        self.checkpoint = None if checkpoint is None else str(checkpoint)
         for p in self.scorer.parameters():
             p.requires_grad_(False)
         self.scorer.eval()
@@ -177,6 +182,7 @@ def _build_attiqa(checkpoint: str | None, device: str) -> RewardModel:
         score_range=tuple(metric.score_range),
         description=desc,
         is_starter=starter,
+        checkpoint=None if metric.checkpoint_path is None else str(Path(metric.checkpoint_path).resolve()),
     )
 
 

@@ -3,8 +3,8 @@
 ``DummyVecEnv`` would call the ISP and the reward model once per environment; here every step
 makes one ``isp.ISP`` call on a ``(n_envs, ...)`` batch and one reward forward, which is where
 the throughput comes from. The per-environment logic (episode state, reward, observation) is
-the single :class:`envs.IspTuningEnv`'s own code, so both give the same transitions for the
-same seeds.
+the single :class:`envs.IspTuningEnv`'s own public step pieces (``draw``, ``start``, ``prepare``,
+``complete``), so both give the same transitions for the same seeds.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ class IspTuningVecEnv(VecEnv):
 
     Args:
         n_envs: number of environments.
-        core: a ready core to share (else one is built from ``env_kwargs``).
-        **env_kwargs: arguments of :class:`IspTuningEnv` (``data_root``, ``reward``, ``mode``, ...).
+        config: the :class:`envs.EnvConfig` (or its dict) every environment uses.
+        core: a ready core to share (else the first environment builds one).
+        **env_kwargs: further arguments of :class:`IspTuningEnv` (``data_root``, ``reward``, env keys ...).
 
     Example:
         >>> venv = IspTuningVecEnv(8, reward="analytic")   # doctest: +SKIP
@@ -34,12 +35,13 @@ class IspTuningVecEnv(VecEnv):
         >>> obs, rew, done, infos = venv.step(np.zeros((8, venv.action_space.shape[0])))  # doctest: +SKIP
     """
 
-    def __init__(self, n_envs: int, core: TuningCore | None = None, **env_kwargs: Any) -> None:
+    def __init__(self, n_envs: int, config=None, core: TuningCore | None = None, **env_kwargs: Any) -> None:
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
-        first = IspTuningEnv(core=core, **env_kwargs)
+        first = IspTuningEnv(config, core=core, **env_kwargs)
         self.core = first.core
-        self.envs = [first] + [IspTuningEnv(core=self.core, **env_kwargs) for _ in range(n_envs - 1)]
+        self.config = first.config
+        self.envs = [first] + [IspTuningEnv(self.config, core=self.core) for _ in range(n_envs - 1)]
         super().__init__(n_envs, first.observation_space, first.action_space)
         self._actions: np.ndarray | None = None
         self._obs = np.zeros((n_envs,) + first.observation_space.shape, dtype=np.float32)
@@ -47,14 +49,14 @@ class IspTuningVecEnv(VecEnv):
     # -- batched core ---------------------------------------------------------------------
     def _reset_envs(self, which: Sequence[int], seeds=None, options=None) -> list[tuple[np.ndarray, dict]]:
         images = [
-            self.envs[i]._draw(
+            self.envs[i].draw(
                 seed=None if seeds is None else seeds[k],
                 options=None if options is None else options[k],
             )
             for k, i in enumerate(which)
         ]
         neutrals = self.core.neutral(images)
-        return [self.envs[i]._start(img, res) for i, img, res in zip(which, images, neutrals)]
+        return [self.envs[i].start(img, res) for i, img, res in zip(which, images, neutrals)]
 
     def reset(self) -> np.ndarray:
         results = self._reset_envs(range(self.num_envs), self._seeds, self._options)
@@ -69,7 +71,7 @@ class IspTuningVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=np.float32)
 
     def step_wait(self):
-        pending = [env._prepare(a) for env, a in zip(self.envs, self._actions)]
+        pending = [env.prepare(a) for env, a in zip(self.envs, self._actions)]
         active = [i for i, p in enumerate(pending) if p.unit is not None]
         res = None
         if active:
@@ -80,7 +82,7 @@ class IspTuningVecEnv(VecEnv):
         infos: list[dict] = [{} for _ in range(self.num_envs)]
         for i, env in enumerate(self.envs):
             r = res.row(row[i]) if i in row else None
-            obs, rewards[i], terminated, truncated, infos[i] = env._complete(pending[i], r)
+            obs, rewards[i], terminated, truncated, infos[i] = env.complete(pending[i], r)
             dones[i] = terminated or truncated
             infos[i]["TimeLimit.truncated"] = truncated and not terminated
             self._obs[i] = obs

@@ -60,14 +60,28 @@ class FiveKEntry:
     Attributes:
         id: The ``aNNNN`` id (lower case), e.g. ``"a0001"``.
         name: The RAW file's stem, e.g. ``"a0001-jmac_DSC1459"``.
-        dng: Path of the camera RAW (DNG) file.
-        expert_c: Path of Expert C's 16-bit ProPhoto TIFF, or ``None`` when absent.
+        dng: Path of the camera RAW file (a DNG in MIT-Adobe-5K; any LibRaw format in a RAW folder).
+        expert_c: Path of Expert C's 16-bit ProPhoto TIFF (or the folder's expert rendering), or
+            ``None`` when absent.
+        scene: What was photographed; captures of one scene are never split between train and
+            test. Defaults to ``id`` (every photograph its own scene).
+        condition: The capture condition (the sample set's ``conditions.csv``); ``"as_shot"``
+            (the file as the camera recorded it) for real data.
+        meta: Further per-image fields as strings (the sample set's ``conditions.csv`` row);
+            ignored by equality.
     """
 
     id: str
     name: str
     dng: Path
     expert_c: Path | None
+    scene: str = ""
+    condition: str = "as_shot"
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.scene:
+            object.__setattr__(self, "scene", self.id)
 
 
 @dataclass
@@ -271,8 +285,10 @@ def load_split(root: str | os.PathLike, split: str = "auto", seed: int = 0) -> d
 
     Args:
         root: Dataset root.
-        split: ``"auto"``: a4501-a5000 as test when the root has all 5,000 images, else the last
-            25 % by id (at least one image); ``"random"``: a seeded random 25 % as test; any
+        split: ``"auto"``: the ``subset`` column of ``root/conditions.csv`` when the root has one
+            (the sample set, split by scene), else a4501-a5000 as test when the root has all
+            5,000 images, else the last 25 % by id (at least one image); ``"random"``: a seeded
+            random 25 % as test, drawn by whole scenes; any
             other name reads ``root/splits/<split>.txt`` (see :func:`read_split_file`) or, if
             ``split`` is a path to an existing file, that file.
         seed: Seed of the ``"random"`` split (the other splits are fixed).
@@ -282,19 +298,28 @@ def load_split(root: str | os.PathLike, split: str = "auto", seed: int = 0) -> d
 
     Raises:
         FileNotFoundError: Not an MIT-Adobe-5K root, or the named split file does not exist.
-        ValueError: The split file names ids that the root does not have.
+        ValueError: The split file names ids that the root does not have, or ``conditions.csv``
+            lacks an image of the root.
     """
-    entries = index(root)
+    entries = _with_conditions(root, index(root))
     by_id = {e.id: e for e in entries}
     ids = [e.id for e in entries]
-    if split == "auto":
+    if split == "auto" and any(e.meta.get("subset") for e in entries):
+        test = {e.id for e in entries if e.meta["subset"] == "test"}
+        train = set(ids) - test
+    elif split == "auto":
         test = _auto_test_ids(ids)
         train = set(ids) - test
     elif split == "random":
+        # whole scenes are drawn (each FiveK photo is its own scene) until a quarter of the images
         rng = random.Random(seed)
-        shuffled = ids[:]
-        rng.shuffle(shuffled)
-        test = set(shuffled[: max(1, len(ids) // 4)])
+        scenes = list(dict.fromkeys(e.scene for e in entries))
+        rng.shuffle(scenes)
+        test, n_test = set(), max(1, len(ids) // 4)
+        for sc in scenes:
+            if len(test) >= n_test:
+                break
+            test |= {e.id for e in entries if e.scene == sc}
         train = set(ids) - test
     else:
         path = Path(split)
@@ -318,6 +343,21 @@ def load_split(root: str | os.PathLike, split: str = "auto", seed: int = 0) -> d
         "train": [by_id[i] for i in sorted(train)],
         "test": [by_id[i] for i in sorted(test)],
     }
+
+
+def _with_conditions(root: str | os.PathLike, entries: list[FiveKEntry]) -> list[FiveKEntry]:
+    """Entries with ``scene``, ``condition`` and ``meta`` from ``root/conditions.csv`` when it exists."""
+    from .sample_data import read_conditions  # local import: sample_data is heavier and optional
+
+    rows = read_conditions(root)
+    if not rows:
+        return entries
+    missing = [e.id for e in entries if e.id not in rows]
+    if missing:
+        raise ValueError(f"{Path(root) / 'conditions.csv'} has no row for {len(missing)} image(s) of the root, "
+                         f"e.g. {missing[:5]}; regenerate the set or remove the file")
+    return [dataclasses.replace(e, scene=rows[e.id]["scene"], condition=rows[e.id]["condition"], meta=dict(rows[e.id]))
+            for e in entries]
 
 
 def preview_cache_path(dng_path: str | os.PathLike, max_side: int | None, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -5,7 +5,7 @@ output, sRGB primaries, then sRGB encoding):
 
 1. black subtraction and normalisation by the white level (in :class:`RawBatch`, once),
 2. white balance on the mosaic (as-shot x temperature/tint), clip to ``[0, 1]``,
-3. bilinear demosaic,
+3. demosaic (menon by default; mhc, bilinear),
 4. camera RGB -> linear sRGB (white-preserving matrix from camera->XYZ and colour-science's
    sRGB primaries), clip,
 5. denoise (luma/chroma), 6. exposure, 7. highlights/shadows, 8. saturation/vibrance,
@@ -22,6 +22,7 @@ from torch import nn
 from .color import apply_color_matrix, camera_to_srgb_matrix
 from .params import NUM_PARAMS, PARAM_INDEX, as_param_batch
 from .raw import RawImage
+from .stages import DEFAULT_DEMOSAIC, DEFAULT_HIGHLIGHT, DEMOSAIC_METHODS, HIGHLIGHT_MODES
 from .stages._util import clamp01, is_noop, per_image
 from .stages.detail import SHARPEN_SIGMA, denoise, lowpass_radius, sharpen
 from .stages.fused import encode_tone, exposure_tone, saturate_fused, white_balance_demosaic
@@ -31,11 +32,12 @@ __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAU
 
 _CH = {"R": 0, "G": 1, "B": 2}
 
-#: Rows of overlap between tiles: at least the summed radii of the spatial stages (demosaic 1,
-#: chroma denoise 2 x 2 + 2 at half resolution, which covers the luma denoise's 2, sharpen 2,
-#: 9 in all; the test shows 8 is enough) with a margin, even so that tiles keep the CFA phase
-#: and the half-resolution grid.
-TILE_HALO = 10
+#: Rows of overlap between tiles after the demosaic: at least the summed radii of the later
+#: spatial stages (chroma denoise 2 x 2 + 2 at half resolution, which covers the luma denoise's
+#: 2, sharpen 2: 8 in all) with a margin. A tile's halo is this plus the demosaic method's
+#: radius, rounded up to even so that tiles keep the CFA phase and the half-resolution grid
+#: (:meth:`ISP.tile_halo`; 10 rows for bilinear).
+TILE_HALO = 9
 #: Rows of context the sharpening stage reads on each side (the halo the per-pixel stages keep).
 SHARPEN_RADIUS = lowpass_radius(SHARPEN_SIGMA)
 #: Default tile size on CPU, in pixels (rows x width x batch); measured fastest on a 6-MP image.
@@ -133,15 +135,26 @@ class ISP(nn.Module):
             (up to float rounding) but the working set stays in the CPU caches, which makes a
             full-resolution render several times faster. None = automatic
             (:data:`DEFAULT_TILE_PIXELS` on CPU, no tiling on CUDA); 0 = never tile.
+        demosaic: demosaicing method, a key of :data:`isp.stages.DEMOSAIC_METHODS` (``menon``,
+            ``mhc``, ``bilinear``; default :data:`isp.stages.DEFAULT_DEMOSAIC`).
+        highlight: highlight clip after white balance, a key of
+            :data:`isp.stages.HIGHLIGHT_MODES` (default ``neutral``: clipped highlights are grey).
 
     Example:
         >>> isp_ = ISP()  # doctest: +SKIP
         >>> rgb = isp_(RawBatch.from_raws([raw]), neutral_params(1))  # doctest: +SKIP
     """
 
-    def __init__(self, tile_pixels: int | None = None) -> None:
+    def __init__(self, tile_pixels: int | None = None, demosaic: str = DEFAULT_DEMOSAIC,
+                 highlight: str = DEFAULT_HIGHLIGHT) -> None:
         super().__init__()
         self.tile_pixels = tile_pixels
+        if demosaic not in DEMOSAIC_METHODS:
+            raise ValueError(f"unknown demosaic method {demosaic!r}; choose from {sorted(DEMOSAIC_METHODS)}")
+        if highlight not in HIGHLIGHT_MODES:
+            raise ValueError(f"unknown highlight mode {highlight!r}; choose from {sorted(HIGHLIGHT_MODES)}")
+        self.demosaic_method = demosaic
+        self.highlight = highlight
 
     def forward(self, batch: RawBatch, params: torch.Tensor | None = None, validate: bool = True, *,
                 unit: bool = False) -> torch.Tensor:
@@ -174,6 +187,7 @@ class ISP(nn.Module):
         gains = wb_gains(batch.as_shot_wb, P["wb_temperature"], P["wb_tint"])
         h = batch.linear.shape[-2]
         rows = self._tile_rows(batch)
+        halo = self.tile_halo
         if rows >= h:
             return self._render(batch.linear, batch, gains, P, active)
         # Row tiles with a halo: every stage is local (radius <= TILE_HALO in total), so each
@@ -182,13 +196,19 @@ class ISP(nn.Module):
         out = [] if grad else torch.empty(b, 3, h, batch.linear.shape[-1], device=dev, dtype=batch.linear.dtype)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
-            a0, a1 = max(0, r0 - TILE_HALO), min(h, r1 + TILE_HALO)
+            a0, a1 = max(0, r0 - halo), min(h, r1 + halo)
             y = self._render(batch.linear[:, :, a0:a1], batch, gains, P, active, keep=(r0 - a0, r1 - a0))
             if grad:
                 out.append(y)
             else:  # copied while the tile is still in cache (no full-size concatenation)
                 out[:, :, r0:r1].copy_(y)
         return torch.cat(out, dim=2) if grad else out
+
+    @property
+    def tile_halo(self) -> int:
+        """Rows of overlap between tiles: the demosaic's radius plus :data:`TILE_HALO`, even."""
+        r = DEMOSAIC_METHODS[self.demosaic_method].radius + TILE_HALO
+        return r + r % 2
 
     def _tile_rows(self, batch: RawBatch) -> int:
         """Even number of rows per tile (the whole height when tiling is off or not worth it)."""
@@ -198,8 +218,9 @@ class ISP(nn.Module):
             target = 0 if batch.device.type != "cpu" else DEFAULT_TILE_PIXELS
         if target <= 0:
             return h
-        rows = max(2 * TILE_HALO, int(target) // max(1, b * w)) // 2 * 2
-        return h if rows + 2 * TILE_HALO >= h else rows
+        halo = self.tile_halo
+        rows = max(2 * halo, int(target) // max(1, b * w)) // 2 * 2
+        return h if rows + 2 * halo >= h else rows
 
     def _render(self, mosaic: torch.Tensor, batch: RawBatch, gains: torch.Tensor, P: dict, active: dict,
                 keep: tuple[int, int] | None = None) -> torch.Tensor:
@@ -210,7 +231,8 @@ class ISP(nn.Module):
         cut to ``keep`` plus the sharpening radius, so the per-pixel stages skip the halo."""
         # Without autograd, clips run in place on the fresh tensor each stage returns.
         clip = clamp01 if torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad) else _clamp01_
-        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns)  # = demosaic(white_balance(..))
+        x = white_balance_demosaic(mosaic, gains, batch.cfa_index, batch.patterns,  # = demosaic(white_balance(..))
+                                   self.demosaic_method, self.highlight)
         x = clip(apply_color_matrix(x, batch.cam_to_srgb))
         # Without autograd each stage returns a fresh tensor that only the next stage reads, so
         # the later stages may use it as scratch or output (overwrite).

@@ -11,8 +11,10 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +208,30 @@ class RawImage:
         )
 
 
+@contextlib.contextmanager
+def _quiet_libraw():
+    """Silences the C-level stderr while LibRaw runs.
+
+    LibRaw prints its own data errors ("...: Unexpected end of file") straight to file
+    descriptor 2; the :class:`RawError` raised here already names the file and the cause in one
+    line, so the decoder's extra line is dropped.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (captured by a test runner, ...)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def read_raw(path: str | os.PathLike) -> RawImage:
     """Decode a Bayer RAW file (DNG or any LibRaw-readable camera format).
 
@@ -231,7 +257,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         raise NotRawError(f"{p}: empty file, not a RAW image")
     open(p, "rb").close()  # permission denied is reported as such (PermissionError), not as a corrupt file
     try:
-        raw = rawpy.imread(str(p))
+        with _quiet_libraw():
+            raw = rawpy.imread(str(p))
     except rawpy.LibRawFileUnsupportedError as exc:
         if _is_monochrome_tiff(p):
             raise MonochromeError(f"{p}: monochrome DNG/TIFF (one sample per pixel, no colour filter array)") from None
@@ -242,7 +269,8 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         raise CorruptRawError(f"{p}: LibRaw could not open the file ({type(exc).__name__}: {exc})") from None
     with raw:
         try:
-            return _extract(raw, p)
+            with _quiet_libraw():
+                return _extract(raw, p)
         except RawError:
             raise
         except (rawpy.LibRawIOError, rawpy.LibRawDataError) as exc:

@@ -13,8 +13,11 @@ Stage by stage (``x`` an image ``(B, C, H, W)``, per-image parameters broadcast 
 ========================  ===================================================================
 stage                     how it is computed here
 ========================  ===================================================================
-white balance             mosaic times the CFA tile of the gains, ``torch.clamp`` to ``[0, 1]``
-demosaic                  ``"bilinear"``: :func:`kornia.color.raw_to_rgb` (one call per CFA)
+white balance             mosaic times the CFA tile of the gains, clipped at ``min(1, min gain)``
+                          (``neutral`` highlights) or ``torch.clamp`` to ``[0, 1]`` (``channel``)
+demosaic                  ``"bilinear"``: :func:`kornia.color.raw_to_rgb` (one call per CFA);
+                          ``"mhc"``: ``conv2d`` with the published 5x5 kernels; ``"menon"``
+                          (default): full-resolution masks, shifts and ``torch.where``
 colour matrix             ``einsum`` with the batch's camera -> sRGB matrices, clamp
 denoise                   luminance by :func:`kornia.color.rgb_to_grayscale` with the sRGB
                           luma weights, binomial low-pass by
@@ -76,6 +79,8 @@ __all__ = [
     "ReferenceISP",
     "reference_render",
     "reference_demosaic_bilinear",
+    "reference_demosaic_mhc",
+    "reference_demosaic_menon",
     "reference_white_balance",
 ]
 
@@ -121,13 +126,17 @@ def reference_wb_gains(as_shot: torch.Tensor, temperature: torch.Tensor, tint: t
     return as_shot * torch.exp2(torch.stack([temperature / 2, -tint / 2, -temperature / 2], dim=1))
 
 
-def reference_white_balance(mosaic: torch.Tensor, gains: torch.Tensor, patterns: Sequence[str]) -> torch.Tensor:
-    """Each Bayer sample times its colour's gain, clipped to ``[0, 1]`` (LibRaw's clip).
+def reference_white_balance(mosaic: torch.Tensor, gains: torch.Tensor, patterns: Sequence[str],
+                            highlight: str = "neutral") -> torch.Tensor:
+    """Each Bayer sample times its colour's gain, clipped to ``[0, 1]`` (``channel``, LibRaw's
+    clip) or to ``[0, min(1, min gain)]`` (``neutral``: saturated samples all end at the lowest
+    channel's saturation point; the gradient passes at the level, goes to it above).
 
     Args:
         mosaic: ``(B, 1, H, W)`` normalised mosaic, H and W even.
         gains: ``(B, 3)`` R/G/B gains.
         patterns: B CFA strings.
+        highlight: ``neutral`` or ``channel``.
 
     Returns:
         ``(B, 1, H, W)``.
@@ -135,7 +144,14 @@ def reference_white_balance(mosaic: torch.Tensor, gains: torch.Tensor, patterns:
     _, _, h, w = mosaic.shape
     idx = torch.tensor([[_CHANNEL[c] for c in p] for p in patterns], device=gains.device)
     tile = torch.gather(gains, 1, idx).reshape(-1, 1, 2, 2)  # gain of each CFA position
-    return torch.clamp(mosaic * tile.repeat(1, 1, h // 2, w // 2), 0.0, 1.0)
+    x = mosaic * tile.repeat(1, 1, h // 2, w // 2)
+    if highlight == "channel":
+        return torch.clamp(x, 0.0, 1.0)
+    if highlight != "neutral":
+        raise ValueError(f"unknown highlight mode {highlight!r}")
+    level = torch.clamp(gains.amin(dim=1), max=1.0).reshape(-1, 1, 1, 1)
+    x = torch.clamp(x, min=0.0)
+    return torch.where(x <= level, x, level)
 
 
 def reference_demosaic_bilinear(mosaic: torch.Tensor, patterns: Sequence[str]) -> torch.Tensor:
@@ -159,10 +175,159 @@ def reference_demosaic_bilinear(mosaic: torch.Tensor, patterns: Sequence[str]) -
     return torch.cat([kornia.color.raw_to_rgb(mosaic[i : i + 1], KORNIA_CFA[p]) for i, p in enumerate(patterns)])
 
 
+# ---------------------------------------------------------------------------------------------
+# Malvar-He-Cutler and Menon demosaicing, full resolution
+
+
+#: Reflection padding of the Menon reference (the pipeline pads the same; the centre does not
+#: depend on it).
+MENON_PAD = 14
+
+#: Malvar-He-Cutler kernels (ICASSP 2004), in eighths: green at red/blue; red at green in a red
+#: row (its transpose: in a blue row); red at blue. Blue is symmetric.
+MHC_KERNELS = {
+    "g_at_rb": [[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]],
+    "row": [[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, 0.5, 0, 0]],
+    "diag": [[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]],
+}
+
+
+def _colour_masks(pattern: str, h: int, w: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(H, W)`` bool masks of the red, green and blue samples of a Bayer mosaic."""
+    out = []
+    for c in "RGB":
+        tile = torch.tensor([[pattern[0] == c, pattern[1] == c], [pattern[2] == c, pattern[3] == c]], device=device)
+        out.append(tile.repeat(h // 2, w // 2))
+    return tuple(out)
+
+
+def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Reflection padding by ``pad`` on all four sides, in rounds when the image is not larger
+    than ``pad`` (each round reflects the result of the last, which keeps every pixel's CFA
+    parity; the total shift ``pad`` is even)."""
+    while pad > 0:
+        k = min(pad, x.shape[-2] - 1, x.shape[-1] - 1)
+        x = F.pad(x, (k, k, k, k), mode="reflect")
+        pad -= k
+    return x
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[..., y, x] = x[..., y + dy, x + dx]``, zero outside."""
+    h, w = x.shape[-2:]
+    p = max(abs(dy), abs(dx))
+    xp = F.pad(x, (p, p, p, p))
+    return xp[..., p + dy : p + dy + h, p + dx : p + dx + w]
+
+
+def _mhc_one(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
+    """MHC on one CFA group: the 5x5 kernels by ``conv2d`` of the mosaic reflect-padded by 2,
+    each pixel taking the kernel its position and colour call for."""
+    k = torch.tensor([MHC_KERNELS["g_at_rb"], MHC_KERNELS["row"], list(map(list, zip(*MHC_KERNELS["row"]))),
+                      MHC_KERNELS["diag"]], dtype=mosaic.dtype, device=mosaic.device) / 8
+    g_rb, row, col, diag = F.conv2d(_reflect_pad(mosaic, 2), k.unsqueeze(1)).unbind(1)
+    x = mosaic[:, 0]
+    rm, gm, bm = _colour_masks(pattern, x.shape[-2], x.shape[-1], x.device)
+    red_row = rm.any(dim=1, keepdim=True)
+    green = torch.where(gm, x, g_rb)
+    red = torch.where(rm, x, torch.where(gm, torch.where(red_row, row, col), diag))
+    blue = torch.where(bm, x, torch.where(gm, torch.where(red_row, col, row), diag))
+    return torch.stack([red, green, blue], dim=1)
+
+
+def _per_pattern(fn, mosaic: torch.Tensor, patterns: Sequence[str]) -> torch.Tensor:
+    unknown = sorted(set(patterns) - set(KORNIA_CFA))
+    if unknown:
+        raise ValueError(f"CFA pattern must be one of {sorted(KORNIA_CFA)}, got {unknown}")
+    return torch.cat([fn(mosaic[i : i + 1], p) for i, p in enumerate(patterns)])
+
+
+def reference_demosaic_mhc(mosaic: torch.Tensor, patterns: Sequence[str]) -> torch.Tensor:
+    """Malvar-He-Cutler demosaicing, one ``conv2d`` per image (the pipeline's ``mhc``).
+
+    Args:
+        mosaic: ``(B, 1, H, W)``, H and W even.
+        patterns: B CFA strings.
+
+    Returns:
+        ``(B, 3, H, W)``.
+    """
+    return _per_pattern(_mhc_one, mosaic, patterns)
+
+
+def reference_demosaic_menon(mosaic: torch.Tensor, patterns: Sequence[str], refine: bool = True) -> torch.Tensor:
+    """Menon et al. 2007 directional demosaicing with refinement (the pipeline's ``menon``):
+    directional green estimates, decision by summed colour-difference gradients, colour
+    differences along the decision, refining step; full resolution, autograd through
+    ``torch.where``.
+
+    Args:
+        mosaic: ``(B, 1, H, W)``, H and W even, larger than 14.
+        patterns: B CFA strings.
+        refine: run the refining step.
+
+    Returns:
+        ``(B, 3, H, W)``.
+    """
+    return _per_pattern(lambda m, p: _menon_one(m, p, refine), mosaic, patterns)
+
+
+def _menon_one(mosaic: torch.Tensor, pattern: str, refine: bool = True) -> torch.Tensor:
+    """Menon on one CFA group: colour masks, zero-filled shifts and ``torch.where``, on the mosaic
+    reflect-padded by :data:`MENON_PAD` pixels."""
+    p = MENON_PAD
+    x = _reflect_pad(mosaic, p)
+    h, w = x.shape[-2:]
+    rm, gm, bm = _colour_masks(pattern, h, w, x.device)
+    red_row = rm.any(dim=1, keepdim=True).expand(h, w)
+    blue_row = ~red_row
+    red_col = rm.any(dim=0, keepdim=True).expand(h, w)
+    blue_col = ~red_col
+    s = _shift
+    hmean = lambda t: (s(t, 0, -1) + s(t, 0, 1)) / 2  # noqa: E731
+    vmean = lambda t: (s(t, -1, 0) + s(t, 1, 0)) / 2  # noqa: E731
+    hmean3 = lambda t: (s(t, 0, -1) + t + s(t, 0, 1)) / 3  # noqa: E731
+    vmean3 = lambda t: (s(t, -1, 0) + t + s(t, 1, 0)) / 3  # noqa: E731
+    zero = torch.zeros_like(x)
+    gh = torch.where(gm, x, (s(x, 0, -1) + s(x, 0, 1)) / 2 + (2 * x - s(x, 0, -2) - s(x, 0, 2)) / 4)
+    gv = torch.where(gm, x, (s(x, -1, 0) + s(x, 1, 0)) / 2 + (2 * x - s(x, -2, 0) - s(x, 2, 0)) / 4)
+    ch = torch.where(gm, zero, x - gh)
+    cv = torch.where(gm, zero, x - gv)
+    dh = (ch - s(ch, 0, 2)).abs()
+    dv = (cv - s(cv, 2, 0)).abs()
+    sum_h = 3 * (dh + s(dh, 0, -2)) + s(dh, -2, 0) + s(dh, 2, 0) + s(dh, -2, -2) + s(dh, 2, -2) + s(dh, -1, -1) + s(dh, 1, -1)
+    sum_v = 3 * (dv + s(dv, -2, 0)) + s(dv, 0, -2) + s(dv, 0, 2) + s(dv, -2, -2) + s(dv, -2, 2) + s(dv, -1, -1) + s(dv, -1, 1)
+    horiz = sum_v >= sum_h
+    g = torch.where(gm, x, torch.where(horiz, gh, gv))
+    r = torch.where(rm, x, zero)
+    b = torch.where(bm, x, zero)
+    r = torch.where(gm & red_row, g + hmean(r) - hmean(g), r)
+    r = torch.where(gm & blue_row, g + vmean(r) - vmean(g), r)
+    b = torch.where(gm & blue_row, g + hmean(b) - hmean(g), b)
+    b = torch.where(gm & red_row, g + vmean(b) - vmean(g), b)
+    r = torch.where(bm, torch.where(horiz, b + hmean(r) - hmean(b), b + vmean(r) - vmean(b)), r)
+    b = torch.where(rm, torch.where(horiz, r + hmean(b) - hmean(r), r + vmean(b) - vmean(r)), b)
+    if refine:
+        rg, bg = r - g, b - g
+        g = torch.where(rm, r - torch.where(horiz, hmean3(rg), vmean3(rg)), g)
+        g = torch.where(bm, b - torch.where(horiz, hmean3(bg), vmean3(bg)), g)
+        rg, bg = r - g, b - g
+        r = torch.where(gm & blue_row, g + vmean(rg), r)
+        r = torch.where(gm & blue_col, g + hmean(rg), r)
+        b = torch.where(gm & red_row, g + vmean(bg), b)
+        b = torch.where(gm & red_col, g + hmean(bg), b)
+        rb = r - b
+        r = torch.where(bm, b + torch.where(horiz, hmean3(rb), vmean3(rb)), r)
+        b = torch.where(rm, r - torch.where(horiz, hmean3(rb), vmean3(rb)), b)
+    return torch.stack([r, g, b], dim=1)[:, :, 0, p:-p, p:-p]
+
+
 #: Demosaicing methods of the reference by name: ``fn(white-balanced mosaic (B, 1, H, W), B CFA
 #: strings) -> (B, 3, H, W)``, each built from Kornia or plain torch through autograd.
 DEMOSAIC_METHODS: dict[str, Callable[[torch.Tensor, Sequence[str]], torch.Tensor]] = {
     "bilinear": reference_demosaic_bilinear,
+    "mhc": reference_demosaic_mhc,
+    "menon": reference_demosaic_menon,
 }
 
 
@@ -250,15 +415,16 @@ def reference_sharpen(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
 # the pipeline
 
 
-def reference_render(batch, params: torch.Tensor | None = None, *, demosaic: str = "bilinear",
-                     validate: bool = True, unit: bool = False) -> torch.Tensor:
+def reference_render(batch, params: torch.Tensor | None = None, *, demosaic: str = "menon",
+                     highlight: str = "neutral", validate: bool = True, unit: bool = False) -> torch.Tensor:
     """Render a batch as :class:`isp.ISP` does, untiled, through Kornia and autograd.
 
     Args:
         batch: an :class:`isp.RawBatch`; the computation runs in its mosaic's dtype (use
             ``batch.to(dtype=torch.float64)`` for a precise comparison).
         params: ``(B, P)`` physical parameters, or ``(P,)`` for every image; None = neutral.
-        demosaic: a name in :data:`DEMOSAIC_METHODS`.
+        demosaic: a name in :data:`DEMOSAIC_METHODS` (default ``menon``, as :class:`isp.ISP`).
+        highlight: ``neutral`` (default, as :class:`isp.ISP`) or ``channel``.
         validate: check finiteness and ranges.
         unit: ``params`` are in the unit box ``[-1, 1]``.
 
@@ -274,7 +440,7 @@ def reference_render(batch, params: torch.Tensor | None = None, *, demosaic: str
     p = as_param_batch(params, len(batch), validate=validate, unit=unit, device=mosaic.device, dtype=mosaic.dtype)
     P = {n: p[:, i] for n, i in PARAM_INDEX.items()}
     gains = reference_wb_gains(batch.as_shot_wb.to(p.dtype), P["wb_temperature"], P["wb_tint"])
-    x = DEMOSAIC_METHODS[demosaic](reference_white_balance(mosaic, gains, batch.patterns), batch.patterns)
+    x = DEMOSAIC_METHODS[demosaic](reference_white_balance(mosaic, gains, batch.patterns, highlight), batch.patterns)
     x = torch.clamp(torch.einsum("bij,bjhw->bihw", batch.cam_to_srgb.to(x.dtype), x), 0.0, 1.0)
     x = reference_denoise(x, P["denoise_luma"], P["denoise_chroma"])
     x = reference_tone(x, P["exposure"], P["highlights"], P["shadows"])
@@ -290,12 +456,13 @@ class ReferenceISP(nn.Module):
         demosaic: a name in :data:`DEMOSAIC_METHODS`.
     """
 
-    def __init__(self, demosaic: str = "bilinear") -> None:
+    def __init__(self, demosaic: str = "menon", highlight: str = "neutral") -> None:
         super().__init__()
         if demosaic not in DEMOSAIC_METHODS:
             raise ValueError(f"unknown reference demosaic {demosaic!r}; known: {sorted(DEMOSAIC_METHODS)}")
         self.demosaic = demosaic
+        self.highlight = highlight
 
     def forward(self, batch, params: torch.Tensor | None = None, validate: bool = True, *,
                 unit: bool = False) -> torch.Tensor:  # noqa: D102
-        return reference_render(batch, params, demosaic=self.demosaic, validate=validate, unit=unit)
+        return reference_render(batch, params, demosaic=self.demosaic, highlight=self.highlight, validate=validate, unit=unit)

@@ -18,7 +18,6 @@ __all__ = [
     "HYPERPARAMS_DIR",
     "atomic_write_bytes",
     "atomic_write_text",
-    "build_env_kwargs",
     "load_hyperparams",
     "load_npz",
     "parse_overrides",
@@ -151,25 +150,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def build_env_kwargs(config: dict) -> dict:
-    """Keyword arguments of :class:`envs.IspTuningEnv` from a resolved config (without data)."""
-    env = dict(config["env"])
-    env["crop"] = tuple(env["crop"])
-    return env
-
-
-def potential_kwargs(env: dict) -> dict:
-    """The reward potential's weights (``envs.core.potential``) from a config's ``env`` section:
-    ``reward_scale``, ``clip_penalty``, ``param_penalty``, ``cast_penalty`` as floats, with the
-    environment's defaults."""
-    return dict(
-        reward_scale=float(env.get("reward_scale", 10.0)),
-        clip_penalty=float(env.get("clip_penalty", 0.0)),
-        param_penalty=float(env.get("param_penalty", 0.0)),
-        cast_penalty=float(env.get("cast_penalty", 0.0)),
-    )
 
 
 def dump_json(path: str | Path, obj: Any) -> None:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from envs.isp_tuning import observe
-from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml, potential_kwargs
+from envs.config import EnvConfig, advance
+from rl.common import AGENT_FILE, CONFIG_FILE, VECNORM_FILE, load_npz, load_yaml
 
 __all__ = ["AgentParamsPredictor", "FALLBACKS", "ObsNormalizer", "build_policy", "fallback_mode", "load_policy_weights"]
 
@@ -132,18 +133,9 @@ class AgentParamsPredictor:
         self.normalizer = normalizer
         self.reward = reward
         self.device = device
-        env = config["env"]
-        self.mode = env["mode"]
-        self.horizon = 1 if self.mode == "absolute" else int(env.get("horizon") or 4)
-        self.step_size = float(env.get("step_size", 0.5))
-        self.allow_stop = bool(env.get("allow_stop", False)) and self.mode == "incremental"
-        self.thumb_size = int(env["thumb_size"])
-        self.hist_bins = int(env.get("hist_bins", 0))
-        self.detail = (int(env.get("detail_crop", 0)), int(env.get("detail_halo", 16)), float(env.get("detail_weight", 0.0)))
-        self.crop = tuple(env["crop"])
-        self.preview_side = int(env["preview_side"])
-        self.view_mode = "whole" if env.get("crop_mode") == "whole" else "center"
-        self.potential_kwargs = potential_kwargs(env)
+        self.env = EnvConfig.from_dict(config["env"])
+        self.mode = self.env.mode
+        self.horizon = self.env.steps
         inf = config.get("inference", {}) or {}
         self.fallback = fallback_mode(config)
         # Critic refinement: Adam steps on the agent's own Q(s, a) from the actor's action (no render).
@@ -171,7 +163,7 @@ class AgentParamsPredictor:
         )
         load_policy_weights(policy, run_dir / AGENT_FILE, device)
         normalizer = ObsNormalizer.load(run_dir / VECNORM_FILE) if (run_dir / VECNORM_FILE).is_file() else None
-        reward = create_reward(config["reward"], config.get("attiqa_checkpoint") if config["reward"] == "attiqa" else None, device)
+        reward = create_reward(config["reward"], config.get("attiqa_checkpoint"), device)
         return cls(policy, config, normalizer, reward, device)
 
     # -- core loop on a TuningCore ----------------------------------------------------------------
@@ -194,15 +186,13 @@ class AgentParamsPredictor:
         for t in range(self.horizon):
             action, _ = self.policy.predict(self._obs(res, unit, t), deterministic=True)
             action = np.clip(np.asarray(action, np.float32).reshape(B, -1), -1.0, 1.0)
+            if self.mode == "absolute" and self.refine_steps > 0:
+                action = self.refine(self._obs(res, unit, t), action)
+            new, stopped = advance(self.env, unit, action)
+            active &= ~stopped
+            unit = np.where(active[:, None], new, unit).astype(np.float32)
             if self.mode == "absolute":
-                if self.refine_steps > 0:
-                    action = self.refine(self._obs(res, unit, t), action)
-                unit = action[:, :P].copy()
                 break
-            if self.allow_stop:
-                active &= action[:, -1] <= 0.0
-            step = self.step_size * action[:, :P] * active[:, None]
-            unit = np.clip(unit + step, -1.0, 1.0).astype(np.float32)
             if t + 1 < self.horizon and active.any():
                 res = core.evaluate(idx, unit)
                 evals += 1
@@ -256,9 +246,7 @@ class AgentParamsPredictor:
         return torch.cat(self.policy.critic(obs, act), dim=1).min(dim=1).values
 
     def _potential(self, res, unit: np.ndarray, neutral) -> np.ndarray:
-        from envs.core import potential
-
-        return potential(res.normalized, res.clipped, neutral.clipped, unit, cast=res.cast, cast_neutral=neutral.cast, **self.potential_kwargs)
+        return self.env.penalties.potential(res, unit, neutral)
 
     @torch.no_grad()
     def predict(self, raws: Sequence) -> torch.Tensor:
@@ -273,12 +261,11 @@ class AgentParamsPredictor:
 
         out = []
         for raw in raws:  # one at a time: previews of different shapes do not stack
-            images = ImageSet([prepare_raw(raw, self.crop, self.preview_side, self.view_mode)], [str(raw.path)], self.crop)
-            size, halo, weight = self.detail
-            if size and weight:  # the same 1:1 window the held-out evaluation scores (the center)
-                images.details, images.detail_halo = [detail_window(raw, size, halo)[0]], halo // 2 * 2
-            core = TuningCore(images, self.reward, thumb_size=self.thumb_size, hist_bins=self.hist_bins, detail_weight=weight,
-                              device=self.device)
+            env = self.env
+            images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop)
+            if env.detail_crop and env.detail_weight:  # the same 1:1 window the held-out evaluation scores (the center)
+                images.details, images.detail_halo = [detail_window(raw, env.detail_crop, env.detail_halo)[0]], env.detail_halo // 2 * 2
+            core = TuningCore(images, self.reward, **env.core_kwargs(), device=self.device)
             unit, _ = self.predict_unit(core, [0])
             out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
         return torch.stack(out).to(self.device)

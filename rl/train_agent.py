@@ -31,9 +31,6 @@ from rl.common import ALGOS, COMMAND_FILE, CONFIG_FILE, DEMOS_FILE, EVAL_FILE  #
 
 # What --resume may change in a run's config (none of it alters the environment or the agent).
 RESUME_OVERRIDABLE = {"eval", "inference", "total_timesteps", "checkpoint_every", "curve_every"}
-# Keys of the config's `env` section that shape the image set, not the environment object.
-IMAGE_KEYS = ("crop", "preview_side", "thumb_size", "hist_bins", "crop_mode", "crops_per_image", "flip", "detail_crop", "detail_halo",
-              "detail_weight")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--reward", default="attiqa", choices=reward_names(), help="reward model from the registry")
     p.add_argument("--algo", default="sac", choices=ALGOS, help="Stable-Baselines3 algorithm")
-    p.add_argument("--data", default=None, help="MIT-Adobe-5K root (default: the embedded sample set, built on first use)")
+    p.add_argument("--data", default=None, help="an MIT-Adobe-5K root or any folder of camera RAW files (default: the embedded "
+                   "sample set, built on first use)")
+    p.add_argument("--experts", default=None, help="expert renderings of a RAW folder given by --data, paired by file name "
+                   "(16-bit = ProPhoto TIFF, 8-bit = sRGB, or as their ICC profile says); the judges compare with them")
     p.add_argument("--attiqa-checkpoint", default=None, help="ATTIQA checkpoint (default: the starter model, built on first use)")
     p.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the agent, the envs and random search")
@@ -77,14 +77,12 @@ def resolve_config(args) -> dict:
         args.data = str(ensure_sample_set())
     checkpoint = args.attiqa_checkpoint
     if args.reward == "attiqa" and checkpoint is None:
-        from attiqa.training.starter.build import ensure_starter
-
         print("reward: no --attiqa-checkpoint given, using the STARTER ATTIQA model (not the paper's weights)")
-        checkpoint = str(ensure_starter())
     config.update(
         algo=args.algo,
         reward=args.reward,
         data=str(Path(args.data).resolve()),
+        experts=str(Path(args.experts).resolve()) if args.experts else None,
         attiqa_checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None,
         seed=args.seed,
         device=args.device,
@@ -142,11 +140,12 @@ def run(argv=None) -> int:
 
     tune_allocator()  # training, rendering and the starter build reuse freed memory (no page faults)
 
+    from envs.config import EnvConfig
     from envs.core import TuningCore, load_image_set
     from envs.rewards import create_reward
     from envs.vec_env import IspTuningVecEnv
     from rl.common import (
-        atomic_write_text, build_env_kwargs, dump_json, load_yaml, merge_config, parse_overrides, potential_kwargs, resolve_device,
+        atomic_write_text, dump_json, load_yaml, merge_config, parse_overrides, resolve_device,
     )
     from rl.evaluate import evaluate_policies, format_judges, judge_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
@@ -211,29 +210,23 @@ def run(argv=None) -> int:
     print(f"run folder: {run_dir}  (algo {config['algo']}, reward {config['reward']}, device {device})")
 
     # 2. Reward model and environments (train split for training, test split for evaluation).
-    reward = create_reward(config["reward"], config["attiqa_checkpoint"] if config["reward"] == "attiqa" else None, device)
+    # The registry builds the reward once (for attiqa without a checkpoint: the starter, built on first use).
+    reward = create_reward(config["reward"], config.get("attiqa_checkpoint"), device)
+    config["attiqa_checkpoint"] = reward.checkpoint
     print(f"reward: {reward.description}; range {reward.score_range}, lower_better={reward.lower_better}")
-    env_kwargs = build_env_kwargs(config)
+    env_config = EnvConfig.from_dict(config["env"])
+    config["env"] = env_config.to_dict()
     ev = config.get("eval", {})
-    image_kwargs = dict(preview_side=env_kwargs["preview_side"], crop=env_kwargs["crop"],
-                        detail_crop=int(env_kwargs.get("detail_crop", 0)), detail_halo=int(env_kwargs.get("detail_halo", 16)))
-    train_images = load_image_set(
-        config["data"], "train", **image_kwargs, crop_mode=env_kwargs.get("crop_mode", "center"),
-        crops_per_image=int(env_kwargs.get("crops_per_image", 1)), flip=bool(env_kwargs.get("flip", False)),
-        augment_seed=int(config["seed"]),
-    )
-    test_images = load_image_set(config["data"], "test", **image_kwargs, crop_mode=ev.get("crop_mode", "center"))
-    for split_name, images in (("train", train_images), ("test", test_images)):
-        for path, exc in images.skipped or []:
-            print(f"skipping {path} ({split_name} split): {describe(exc, path)[1]}", file=sys.stderr)
+    data_kwargs = dict(expert_dir=config.get("experts"))
+    train_images = load_image_set(config["data"], "train", **env_config.image_kwargs(), **data_kwargs, augment_seed=int(config["seed"]))
+    test_images = load_image_set(config["data"], "test", **{**env_config.image_kwargs(), "crop_mode": ev.get("crop_mode", "center"),
+                                                            "flip": False}, **data_kwargs)
     n_train_raws = len({i.split("/")[0] for i in train_images.ids})
     n_test_raws = len({i.split("/")[0] for i in test_images.ids})
-    print(f"data: {n_train_raws} training RAWs ({len(train_images)} crops) and {n_test_raws} held-out RAWs "
-          f"({len(test_images)} crops, {ev.get('crop_mode', 'center')}) from {config['data']}")
-    core_kwargs = dict(thumb_size=int(env_kwargs["thumb_size"]), hist_bins=int(env_kwargs.get("hist_bins", 0)),
-                       detail_weight=float(env_kwargs.get("detail_weight", 0.0)), device=device)
-    core = TuningCore(train_images, reward, **core_kwargs)
-    venv = IspTuningVecEnv(int(config["n_envs"]), core=core, **{k: v for k, v in env_kwargs.items() if k not in IMAGE_KEYS})
+    print(f"data: {n_train_raws} training RAWs ({len(train_images)} views) and {n_test_raws} held-out RAWs "
+          f"({len(test_images)} views, {ev.get('crop_mode', 'center')}) from {config['data']}")
+    core = TuningCore(train_images, reward, **env_config.core_kwargs(), device=device)
+    venv = IspTuningVecEnv(int(config["n_envs"]), env_config, core=core)
     venv = wrap_env(venv, bool(config.get("normalize", True)))
     config["obs_dim"] = int(venv.observation_space.shape[0])
     config["act_dim"] = int(venv.action_space.shape[0])
@@ -248,7 +241,7 @@ def run(argv=None) -> int:
         print(f"resuming at timestep {done_steps} from {checkpoint.path}")
     elif int(config.get("demos", {}).get("steps", 0)) > 0:
         demos = config["demos"]
-        demo_stats = add_demonstrations(model, core, env_kwargs, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
+        demo_stats = add_demonstrations(model, core, env_config, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
                                         seed=int(config["seed"]), center_only=bool(demos.get("center_only", True)))
         dump_json(run_dir / DEMOS_FILE, demo_stats)
         print(f"demonstrations: {demo_stats['transitions']} gradient-ascent transitions in the replay buffer "
@@ -290,7 +283,7 @@ def run(argv=None) -> int:
     #    on the whole held-out RAWs at full resolution.
     if args.no_eval:
         return 0
-    test_core = TuningCore(test_images, reward, **core_kwargs)
+    test_core = TuningCore(test_images, reward, **env_config.core_kwargs(), device=device)
     model.policy.set_training_mode(False)
     predictor = AgentParamsPredictor(model.policy, config, normalizer_of(venv), reward, device)
     results, units = evaluate_policies(
@@ -298,7 +291,7 @@ def run(argv=None) -> int:
         predictor,
         ga_steps=int(ev.get("ga_steps", 60)),
         ga_lr=float(ev.get("ga_lr", 0.05)),
-        **potential_kwargs(env_kwargs),
+        **env_config.penalties.kwargs(),
         seed=int(config["seed"]),
     )
     centers = test_images.center_indices()

@@ -11,7 +11,6 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-from rl.common import potential_kwargs
 from rl.inference import ObsNormalizer, _algo_class
 from rl.run_state import restore_run_state, save_run_state
 
@@ -43,7 +42,7 @@ def build_model(algo: str, env, config: dict, seed: int, device: str, tensorboar
 
 
 def add_demonstrations(
-    model, core, env_kwargs: dict, *, steps: int = 60, lr: float = 0.05, seed: int = 0, center_only: bool = True
+    model, core, env_config, *, steps: int = 60, lr: float = 0.05, seed: int = 0, center_only: bool = True
 ) -> dict:
     """Puts gradient-ascent paths on the training images into an off-policy agent's replay buffer.
 
@@ -57,7 +56,7 @@ def add_demonstrations(
     Args:
         model: an SB3 off-policy agent (``model.replay_buffer``), freshly built.
         core: the training ``TuningCore`` the agent's environments use.
-        env_kwargs: the environment's keyword arguments (reward scale and penalties).
+        env_config: the environment's :class:`envs.EnvConfig` (mode and the reward's potential).
         steps, lr: gradient-ascent budget and step size per entry.
         seed: which entries pad the last incomplete buffer row.
         center_only: only the center crop of each RAW (ids without ``/``), not the random windows.
@@ -71,20 +70,20 @@ def add_demonstrations(
     from rl.evaluate import gradient_ascent
 
     buffer = getattr(model, "replay_buffer", None)
-    if buffer is None or env_kwargs.get("mode", "absolute") != "absolute" or steps <= 0:
+    if buffer is None or env_config.mode != "absolute" or steps <= 0:
         return {"transitions": 0, "reward_evals": 0, "seconds": 0.0, "mean_best_gain": 0.0}
     t0 = time.perf_counter()
-    env = IspTuningEnv(core=core, **{k: v for k, v in env_kwargs.items() if k in _ENV_ARGS})
+    env = IspTuningEnv(env_config, core=core)
     idx = [i for i, name in enumerate(core.images.ids) if not (center_only and "/" in name)]
     neutrals = core.neutral(idx)
     obs0, phi0 = [], []
     for i, res in zip(idx, neutrals):
-        obs0.append(env._start(i, res)[0])
-        phi0.append(env._phi)
+        obs0.append(env.start(i, res)[0])
+        phi0.append(env.potential_value)
     obs0, phi0 = np.stack(obs0), np.asarray(phi0)
     path_u, path_r = [], []
     evals_before = core.reward_evals
-    weights = potential_kwargs(env_kwargs)
+    weights = env_config.penalties.kwargs()
     gradient_ascent(
         core, idx, steps=int(steps), lr=float(lr), **weights,
         trace=lambda u, o: (path_u.append(u.copy()), path_r.append(o - phi0)),
@@ -107,10 +106,6 @@ def add_demonstrations(
         "seconds": float(time.perf_counter() - t0),
         "mean_best_gain": float(best_gain.mean()),
     }
-
-
-# Arguments of IspTuningEnv that add_demonstrations passes on (the reward's potential and mode).
-_ENV_ARGS = ("mode", "horizon", "step_size", "allow_stop", "reward_scale", "clip_penalty", "param_penalty", "cast_penalty")
 
 
 def normalizer_of(venv) -> ObsNormalizer | None:

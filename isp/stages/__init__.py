@@ -3,7 +3,7 @@
 Per-image parameters are floats or ``(B,)`` tensors broadcast against ``(B, C, H, W)``.
 """
 from ..color import ColorMatrix, SRGBEncode, apply_color_matrix, srgb_decode, srgb_encode
-from .demosaic import Demosaic, bayer_masks, demosaic_bilinear
+from .demosaic import DEFAULT_DEMOSAIC, DEMOSAIC_METHODS, Demosaic, DemosaicMethod, bayer_masks, demosaic, demosaic_bilinear
 from .detail import Denoise, Sharpen, binomial_blur, denoise, gaussian_blur, lowpass, sharpen, smooth_half_res
 from .adjust import Saturation, luminance, rb_chroma, saturate
 from ._util import clamp01
@@ -17,14 +17,14 @@ from .tone import (
     adjust_exposure,
     adjust_highlights_shadows,
 )
-from .white_balance import WhiteBalance, white_balance, wb_gains
+from .white_balance import DEFAULT_HIGHLIGHT, HIGHLIGHT_MODES, WhiteBalance, clip_level, white_balance, wb_gains
 
 __all__ = [
     "ColorMatrix", "SRGBEncode", "apply_color_matrix", "srgb_decode", "srgb_encode",
-    "Demosaic", "bayer_masks", "demosaic_bilinear",
+    "DEFAULT_DEMOSAIC", "DEMOSAIC_METHODS", "Demosaic", "DemosaicMethod", "bayer_masks", "demosaic", "demosaic_bilinear",
     "Denoise", "Sharpen", "binomial_blur", "denoise", "gaussian_blur", "lowpass", "sharpen", "smooth_half_res",
     "Saturation", "saturate", "luminance", "rb_chroma", "clamp01",
     "Brightness", "Contrast", "Exposure", "HighlightsShadows",
     "adjust_brightness", "adjust_contrast", "adjust_exposure", "adjust_highlights_shadows",
-    "WhiteBalance", "white_balance", "wb_gains",
+    "DEFAULT_HIGHLIGHT", "HIGHLIGHT_MODES", "WhiteBalance", "clip_level", "white_balance", "wb_gains",
 ]

@@ -1,4 +1,9 @@
-"""Bayer demosaicing by bilinear interpolation (any CFA phase, per image).
+"""Bayer demosaicing (any CFA phase, per image): the method registry and bilinear interpolation.
+
+Methods, by name (:data:`DEMOSAIC_METHODS`): ``bilinear`` (this file; equals LibRaw's
+``LINEAR``), ``mhc`` (Malvar-He-Cutler, :mod:`isp.stages.mhc`) and ``menon`` (directional
+filtering with a posteriori decision and refinement, :mod:`isp.stages.menon`; the pipeline's
+default). :func:`demosaic` dispatches by name and groups a batch by CFA phase.
 
 The interpolation is written as shifted slices instead of a depthwise convolution: on CPU this
 is several times faster than ``conv2d`` for 3x3 kernels and gives identical results. With
@@ -7,6 +12,7 @@ the four quarter-resolution phase planes, which skips the multiplications by zer
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -182,8 +188,101 @@ class _BilinearFilters(torch.autograd.Function):
         return _bilinear_filters(F.pad(grad, (2, 2, 2, 2)))
 
 
+@dataclasses.dataclass(frozen=True)
+class DemosaicMethod:
+    """A demosaicing method as data.
+
+    Attributes:
+        name: registry key.
+        radius: reach in pixels (an output pixel depends on mosaic samples at most this far away).
+        linear: the output is a fixed linear map of the mosaic (given the method's decisions).
+        description: one line for docs and ``--help``.
+    """
+
+    name: str
+    radius: int
+    linear: bool
+    description: str
+
+
+DEMOSAIC_METHODS: dict[str, DemosaicMethod] = {
+    "bilinear": DemosaicMethod("bilinear", 1, True, "bilinear interpolation of each colour (LibRaw LINEAR)"),
+    "mhc": DemosaicMethod("mhc", 2, True, "Malvar-He-Cutler gradient-corrected linear interpolation (5x5)"),
+    "menon": DemosaicMethod("menon", 8, True, "directional filtering + a posteriori decision + refinement (Menon 2007)"),
+}
+#: The pipeline's default method.
+DEFAULT_DEMOSAIC = "menon"
+
+
+def _check_mosaic(mosaic: torch.Tensor, patterns) -> list[str]:
+    if mosaic.dim() != 4 or mosaic.shape[1] != 1:
+        raise ValueError(f"mosaic must be (B, 1, H, W), got {tuple(mosaic.shape)}")
+    b, _, h, w = mosaic.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"mosaic height and width must be even, got {h}x{w}")
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if len(patterns) not in (1, b):
+        raise ValueError(f"need 1 or {b} CFA patterns, got {len(patterns)}")
+    return list(patterns)
+
+
+def by_pattern(fn, mosaic: torch.Tensor, patterns: Sequence[str]) -> torch.Tensor:
+    """``fn(mosaic_group, pattern) -> (b, 3, H, W)`` applied to each group of images sharing a
+    CFA pattern, reassembled in batch order."""
+    if len(set(patterns)) == 1:
+        return fn(mosaic, patterns[0])
+    outs, order = [], []
+    for pat in sorted(set(patterns)):
+        idx = [i for i, p in enumerate(patterns) if p == pat]
+        outs.append(fn(mosaic[idx], pat))
+        order += idx
+    out = torch.cat(outs)
+    return out[torch.argsort(torch.tensor(order, device=out.device))]
+
+
+def demosaic(mosaic: torch.Tensor, patterns: str | Sequence[str], method: str = DEFAULT_DEMOSAIC) -> torch.Tensor:
+    """Demosaic by method name.
+
+    Args:
+        mosaic: ``(B, 1, H, W)`` with even H, W >= 2 (``menon`` and ``mhc`` pad by reflection, so
+            H, W > their padding).
+        patterns: CFA string, or a sequence of B strings (one per image, phases may differ).
+        method: a key of :data:`DEMOSAIC_METHODS`.
+
+    Returns:
+        ``(B, 3, H, W)`` RGB; differentiable with respect to the mosaic.
+
+    Example:
+        >>> demosaic(torch.rand(2, 1, 32, 32), ["RGGB", "GBRG"], "mhc").shape
+        torch.Size([2, 3, 32, 32])
+    """
+    if method not in DEMOSAIC_METHODS:
+        raise ValueError(f"unknown demosaic method {method!r}; choose from {sorted(DEMOSAIC_METHODS)}")
+    if method == "bilinear":
+        return demosaic_bilinear(mosaic, patterns)
+    patterns = _check_mosaic(mosaic, patterns)
+    if method == "mhc":
+        from .mhc import mhc_planes
+
+        return by_pattern(mhc_planes, mosaic, patterns)
+    from .menon import menon_planes
+
+    return by_pattern(menon_planes, mosaic, patterns)
+
+
 class Demosaic(nn.Module):
-    """Module form of :func:`demosaic_bilinear`; the CFA pattern(s) are passed per call."""
+    """Module form of :func:`demosaic`; the CFA pattern(s) are passed per call.
+
+    Args:
+        method: a key of :data:`DEMOSAIC_METHODS` (default ``bilinear``).
+    """
+
+    def __init__(self, method: str = "bilinear") -> None:
+        super().__init__()
+        if method not in DEMOSAIC_METHODS:
+            raise ValueError(f"unknown demosaic method {method!r}; choose from {sorted(DEMOSAIC_METHODS)}")
+        self.method = method
 
     def forward(self, mosaic: torch.Tensor, patterns: str | Sequence[str]) -> torch.Tensor:  # noqa: D102
-        return demosaic_bilinear(mosaic, patterns)
+        return demosaic(mosaic, patterns, self.method)

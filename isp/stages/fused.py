@@ -7,7 +7,8 @@ only their input: the backward pass recomputes the few intermediates it needs, a
 chain rule in a handful of fused passes, and reduces each parameter's gradient with one dot
 product per image. The results equal the plain stage functions up to float rounding (tested).
 
-* :func:`white_balance_demosaic`: white balance on the mosaic, clip, bilinear demosaic,
+* :func:`white_balance_demosaic`: white balance on the mosaic, highlight clip, demosaic (any
+  method of :data:`isp.stages.DEMOSAIC_METHODS`),
 * :func:`exposure_tone`: exposure (``clip(x 2^ev)``) then highlights/shadows,
 * :func:`encode_tone`: sRGB encoding then brightness and contrast.
 
@@ -19,9 +20,10 @@ from __future__ import annotations
 import torch
 
 from ..color import _srgb_encode_nonneg
+from ._phase import Planes
 from ._util import first_order_only, float_mask
-from .demosaic import demosaic_bilinear
-from .white_balance import cfa_rows, white_balance
+from .demosaic import _demosaic_phase_planes, demosaic, demosaic_bilinear
+from .white_balance import DEFAULT_HIGHLIGHT, cfa_rows, clip_level, white_balance
 
 __all__ = ["white_balance_demosaic", "exposure_tone", "encode_tone", "saturate_fused"]
 
@@ -86,22 +88,118 @@ class _WhiteBalanceDemosaic(torch.autograd.Function):
         return (gg if gains is None else gg / gains), None, None, None
 
 
-def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor, patterns) -> torch.Tensor:
-    """``demosaic_bilinear(white_balance(mosaic, gains, cfa_index), patterns)``, as one autograd
-    node when only the gains need a gradient (the mosaic is data).
+def _planes_demosaic(method: str, mosaic: torch.Tensor, pattern: str, masks=None):
+    """Phase-plane demosaic of one CFA group without autograd; returns ``(rgb, masks)`` where
+    ``masks`` are the method's decisions (None for the linear filters). Given ``masks`` (for a
+    batch ``k`` times smaller, repeated), the same linear map is applied to ``mosaic``."""
+    if method == "bilinear":
+        return _demosaic_phase_planes(mosaic, pattern), None
+    if method == "mhc":
+        from .mhc import mhc_planes
+
+        return mhc_planes(mosaic, pattern), None
+    from .menon import MENON_PAD, menon_fields
+
+    pl = Planes(mosaic, MENON_PAD)
+    if masks is not None and next(iter(masks.values()))[0].shape[0] != mosaic.shape[0]:
+        k = mosaic.shape[0] // next(iter(masks.values()))[0].shape[0]
+        masks = {p: (t.repeat(k, 1, 1), m) for p, (t, m) in masks.items()}
+    rgb, _, masks = menon_fields(pl, pattern, masks)
+    return pl.interleave(rgb, pl.margin), masks
+
+
+class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
+    """White balance + highlight clip + a demosaic that is linear given its decisions; gradient
+    with respect to the gains only.
+
+    With ``x = clip(g m, 0, L)``, ``L = min(1, min_c g_c)`` (``neutral``) or 1, and the
+    demosaic's decisions frozen (they are piecewise constant), the output ``D(x)`` is linear in
+    ``x = sum_c g_c m_c [inside] + L [clipped]``, so ``dD/dg_c = D(m_c [inside])`` plus
+    ``D([clipped])`` for the gain that sets ``L`` when ``min_c g_c <= 1``. The red, blue and
+    clipped tangent images are made in the forward pass by one batched call of the same linear
+    map; green's follows from ``D = sum_c g_c T_c + L T_clip``. The backward pass is a dot
+    product per tangent.
+    """
+
+    @staticmethod
+    def forward(ctx, gains, mosaic, cfa_index, patterns, method, highlight):  # noqa: D102
+        b, _, h, w = mosaic.shape
+        level = clip_level(gains.to(mosaic.dtype), highlight)
+        m = mosaic.reshape(b, h // 2, 2, w)
+        prod = m * cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
+        lv = level.reshape(b, 1, 1, 1)
+        inside = torch.le(prod, lv, out=torch.empty_like(prod))
+        wb = torch.where(inside.bool(), prod, lv).reshape(b, 1, h, w)
+        # clipped samples follow min(g) where that is the level (ends included, as torch.clamp)
+        from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
+        if highlight == "channel":
+            from_level = torch.zeros_like(from_level)
+        # tangents: m restricted to the unclipped red and blue sites, and the clipped indicator;
+        # green's follows from linearity, D = g_R T_R + g_G T_G + g_B T_B + L T_clip
+        site = torch.nn.functional.one_hot(cfa_index.to(mosaic.device), 3).to(mosaic.dtype).permute(0, 2, 1)  # (B, 3, 4)
+        pos = torch.arange(4, device=mosaic.device).expand(b, 4)
+        tangents = [m * inside * cfa_rows(site[:, c], pos, w) for c in (0, 2)]
+        clipped = bool((inside.reshape(b, -1).amin(dim=1) < 1.0).any())
+        if clipped:
+            tangents.append(1.0 - inside)
+        k = len(tangents)
+        tang = torch.stack(tangents).reshape(k * b, 1, h, w)  # (k B, 1, H, W), tangent-major
+        out = mosaic.new_empty(b, 3, h, w)
+        deriv = mosaic.new_empty(k, b, 3, h, w)
+        pats = [patterns[0]] * b if len(patterns) == 1 else list(patterns)
+        for pat in sorted(set(pats)):
+            idx = [i for i, p in enumerate(pats) if p == pat]
+            o, masks = _planes_demosaic(method, wb[idx], pat)
+            out[idx] = o
+            sel = [t * b + i for t in range(k) for i in idx]
+            deriv.view(k * b, 3, h, w)[sel] = _planes_demosaic(method, tang[sel], pat, masks)[0]
+        ctx.save_for_backward(out, deriv, gains.detach().to(mosaic.dtype), level, from_level.to(mosaic.dtype))
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, grad):  # noqa: D102
+        out, deriv, gains, level, from_level = ctx.saved_tensors
+        d_out = torch.einsum("bchw,bchw->b", grad, out)
+        dots = torch.einsum("bchw,kbchw->bk", grad, deriv)  # (B, k): red, blue[, clipped]
+        d_clip = dots[:, 2] if deriv.shape[0] == 3 else torch.zeros_like(d_out)
+        g_r, g_b = dots[:, 0], dots[:, 1]
+        g_g = (d_out - gains[:, 0] * g_r - gains[:, 2] * g_b - level * d_clip) / gains[:, 1]
+        gg = torch.stack([g_r, g_g, g_b], dim=1)
+        gg = gg + torch.nn.functional.one_hot(gains.argmin(dim=1), 3).to(gg.dtype) * (from_level * d_clip)[:, None]
+        return gg, None, None, None, None, None
+
+
+def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor, patterns,
+                           method: str = "bilinear", highlight: str = DEFAULT_HIGHLIGHT) -> torch.Tensor:
+    """``demosaic(white_balance(mosaic, gains, cfa_index, highlight), patterns, method)``, as one
+    autograd node when only the gains need a gradient (the mosaic is data).
 
     Args:
         mosaic: ``(B, 1, H, W)`` in ``[0, 1]``, H and W even.
         gains: ``(B, 3)`` positive R/G/B gains.
         cfa_index: ``(B, 4)`` channel of each 2x2 CFA position.
         patterns: CFA string or B strings.
+        method: a key of :data:`isp.stages.DEMOSAIC_METHODS`.
+        highlight: a key of :data:`isp.stages.HIGHLIGHT_MODES`.
 
     Returns:
         ``(B, 3, H, W)``.
     """
-    if torch.is_grad_enabled() and gains.requires_grad and not mosaic.requires_grad:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not (torch.is_grad_enabled() and (gains.requires_grad or mosaic.requires_grad)):
+        with torch.no_grad():
+            if method == "bilinear":
+                return demosaic_bilinear(white_balance(mosaic, gains, cfa_index, highlight), patterns)
+            wb = white_balance(mosaic, gains, cfa_index, highlight)
+            return demosaic(wb, patterns, method)
+    if mosaic.requires_grad:  # the plain stages through autograd
+        return demosaic(white_balance(mosaic, gains, cfa_index, highlight), patterns, method)
+    constant_level = highlight == "channel" or bool((gains.detach().amin(dim=1) > 1.0).all())
+    if method == "bilinear" and constant_level:
         return _WhiteBalanceDemosaic.apply(gains, mosaic, cfa_index, patterns)
-    return demosaic_bilinear(white_balance(mosaic, gains, cfa_index), patterns)
+    return _WhiteBalanceDemosaicLinear.apply(gains, mosaic, cfa_index, patterns, method, highlight)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def core(images, analytic):
 
 
 def make_env(core, **kw):
-    return IspTuningEnv(core=core, **kw)
+    """An env without penalties unless a test asks for them (the product's default clip_penalty is 2)."""
+    return IspTuningEnv(core=core, **{"clip_penalty": 0.0, **kw})
 
 
 # -- API checks ---------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_incremental_steps_accumulate_and_clip(core):
         assert term == (t == 2)
         np.testing.assert_allclose(obs[-P - 1 : -1], min(0.5 * (t + 1), 1.0))
     # The return telescopes to the score gain of the final params over the neutral ones.
-    ref = make_env(core, reward_scale=env.reward_scale)
+    ref = make_env(core, reward_scale=env.penalties.reward_scale)
     ref.reset(seed=0)
     _, r_abs, _, _, _ = ref.step(np.ones(P, np.float32))
     assert total == pytest.approx(r_abs, abs=1e-4)
@@ -256,7 +257,7 @@ def test_registry_errors():
 @pytest.mark.parametrize("mode", ["absolute", "incremental"])
 def test_vec_env_matches_single_envs(core, mode):
     n, seed = 3, 11
-    venv = IspTuningVecEnv(n, core=core, mode=mode, horizon=2)
+    venv = IspTuningVecEnv(n, core=core, mode=mode, horizon=2, clip_penalty=0.0)
     venv.seed(seed)
     vobs = venv.reset()
     singles = [make_env(core, mode=mode, horizon=2) for _ in range(n)]

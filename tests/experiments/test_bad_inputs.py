@@ -233,8 +233,8 @@ def test_train_skips_bad_dngs_with_report(sample_root, tmp_path):
     finally:
         os.environ = saved
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "empty" in line_for(proc.stderr, dngs[0].name, "skipping")
-    assert "permission denied" in line_for(proc.stderr, dngs[1].name, "skipping")
+    assert "empty" in line_for(proc.stderr, dngs[0].name, "[envs] skipped")
+    assert "permission denied" in line_for(proc.stderr, dngs[1].name, "[envs] skipped")
     assert "data: 7 training RAWs" in proc.stdout
     assert (tmp_path / "run" / "agent.zip").is_file()
 

@@ -107,14 +107,16 @@ def test_white_balance_demosaic_matches_stages(clipped):
     cfa = torch.tensor([[{"R": 0, "G": 1, "B": 2}[c] for c in p] for p in patterns])
     if clipped:  # one red sample lands exactly on 1 (gradient passes), others above 1 (blocked)
         mosaic[0, 0, 0, 0] = 0.5
-    ref = S.demosaic_bilinear(S.white_balance(mosaic, gains, cfa), patterns)
-    ours = white_balance_demosaic(mosaic, gains, cfa, patterns)
+    # LibRaw's per-channel clip at 1 (the bilinear node's own path; the neutral highlight clip
+    # and the other methods: test_isp_demosaic.py)
+    ref = S.demosaic_bilinear(S.white_balance(mosaic, gains, cfa, "channel"), patterns)
+    ours = white_balance_demosaic(mosaic, gains, cfa, patterns, "bilinear", "channel")
     torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
-    assert ((S.white_balance(mosaic, gains, cfa) >= 1.0).any()) == clipped
+    assert ((S.white_balance(mosaic, gains, cfa, "channel") >= 1.0).any()) == clipped
     for a, b in zip(_grads(ours, [gains]), _grads(ref, [gains])):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     mosaic[0, 0, 0, 0] = 0.3  # gradcheck's finite differences need a distance from the kink at 1
-    assert gradcheck(lambda g: white_balance_demosaic(mosaic, g, cfa, patterns), (gains,))
+    assert gradcheck(lambda g: white_balance_demosaic(mosaic, g, cfa, patterns, "bilinear", "channel"), (gains,))
 
 
 def test_exposure_tone_rejects_half_curve():

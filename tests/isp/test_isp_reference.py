@@ -32,7 +32,7 @@ from isp.sample_data import CAMERAS
 IMAGE_ATOL = 1e-12
 GRAD_RTOL = 1e-10
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-H, W = 64, 48
+H, W = 96, 48  # tall enough for tiles with the default demosaic's 20-row halo
 #: tiles of 20 rows (+ the halo): 0-20, 20-40, 40-60 and a short one, 60-64
 TILE_PIXELS = len(PATTERNS) * W * 20
 

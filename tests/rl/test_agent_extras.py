@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from envs import IspTuningEnv
+from envs.config import EnvConfig
 from envs.core import TuningCore, load_image_set
 from envs.rewards import create_reward
 from envs.vec_env import IspTuningVecEnv
@@ -31,7 +32,7 @@ def setup(sample_root):
 def test_demonstrations_are_real_env_transitions(setup):
     core, venv, model, _ = setup
     buffer = model.replay_buffer
-    stats = add_demonstrations(model, core, ENV, steps=3, lr=0.2)
+    stats = add_demonstrations(model, core, EnvConfig.from_dict(ENV), steps=3, lr=0.2)
     B = len(core.images)
     assert stats["transitions"] == 12 and stats["reward_evals"] == 3 * B  # 9 iterates padded to 3 rows of 4
     assert buffer.pos == 3

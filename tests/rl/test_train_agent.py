@@ -204,3 +204,20 @@ def test_help_lists_flags():
     assert proc.returncode == 0
     for flag in ("--reward", "--algo", "--data", "--attiqa-checkpoint", "--total-timesteps", "--seed", "--device", "--run-dir", "--resume", "--n-envs"):
         assert flag in proc.stdout
+
+
+def test_mixed_raw_folder_trains_and_reports_bad_files(mixed_raw_folder, tmp_path):
+    """--data takes any folder of RAW files: bad files are named once and skipped, the rest trains and is judged."""
+    run_dir = tmp_path / "mixed"
+    proc = run_script("--reward", "analytic", "--total-timesteps", 256, "--data", mixed_raw_folder["raws"],
+                      "--experts", mixed_raw_folder["experts"], "--run-dir", run_dir, "--threads", 1, *FAST)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    for bad in mixed_raw_folder["bad"]:
+        assert proc.stderr.count(str(bad)) == 1, (bad, proc.stderr[-2000:])
+    ev = json.loads((run_dir / "eval.json").read_text())
+    rows = ev["agent"]["judges"]["per_image"]
+    good = {str(p) for p in mixed_raw_folder["good"]}
+    assert rows and all(r["clipped_fraction"] is not None for r in rows)
+    n_train = int(proc.stdout.split("data: ")[-1].split(" training RAWs")[0])
+    assert n_train + len(rows) == len(good)  # every good file is in train or test, no bad one in either
