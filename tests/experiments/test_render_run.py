@@ -108,13 +108,13 @@ def test_render_run_8bit_png_resume_and_errors(tiny_run, inputs, tmp_path, capsy
     assert files[0].is_file() and not list(out.glob(".*tmp*"))
     # Bad inputs: one clear error, exit 2.
     one = str(picked["a0001"][0])
-    assert R.main(["--run", str(tmp_path / "no_such_run"), one, "--out", str(tmp_path / "o")]) == 2
-    assert "cannot load the agent" in capsys.readouterr().err
+    assert R.main(["--run", str(tmp_path / "no_such_run"), one, "--out", str(tmp_path / "o")]) == 3  # EXIT_MISSING
+    assert "no_such_run: no such run folder" in capsys.readouterr().err
     other = tmp_path / "other_run"
     shutil.copytree(tiny_run, other)
     (other / "agent.zip").write_bytes(b"not a zip")
-    assert R.main(["--run", str(other), one, "--out", str(tmp_path / "o")]) == 2
-    assert "cannot load the agent" in capsys.readouterr().err
+    assert R.main(["--run", str(other), one, "--out", str(tmp_path / "o")]) == 5  # EXIT_BAD_INPUT
+    assert "agent.zip: corrupt" in capsys.readouterr().err
     assert R.main(["--run", str(tiny_run), one, "--out", str(tmp_path / "o"), "--format", "jpg", "--bits", "16"]) == 2
     assert "8-bit only" in capsys.readouterr().err
 
