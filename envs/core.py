@@ -67,6 +67,7 @@ class ImageSet:
     sources: list | None = None
     details: list | None = None
     detail_halo: int = 0
+    skipped: list | None = None  # (RAW path, exception) of entries that could not be read
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -267,6 +268,7 @@ def load_image_set(
     rng = np.random.default_rng(augment_seed)
     raws, ids, flips, sources, details = [], [], [], [], []
     detail_rng = np.random.default_rng([augment_seed, 1]) if split == "train" else None
+    skipped = []
     for e in entries:
         n_before = len(raws)
         try:
@@ -274,13 +276,16 @@ def load_image_set(
             if detail_crop:
                 win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
                 details += [win] * (len(raws) - n_before)
-        except isp.RawError as exc:  # a broken file in a FiveK root (RAW folders skip them in load_split)
+        except (isp.RawError, OSError) as exc:  # a broken or unreadable file in a FiveK root (RAW folders skip them in load_split)
+            from isp.exit_codes import describe
+
             del raws[n_before:], ids[n_before:], flips[n_before:], sources[n_before:]
-            print(f"[envs] skipped unreadable RAW file {e.dng}: {exc}", file=sys.stderr)
+            skipped.append((e.dng, exc))
+            print(f"[envs] skipped unreadable RAW file {e.dng}: {describe(exc, e.dng)[1]}", file=sys.stderr)
     if not raws:
         raise ValueError(f"no usable RAW file in the {split!r} split of {root}")
     return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
-                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0)
+                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0, skipped=skipped or None)
 
 
 def _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng) -> None:

@@ -276,9 +276,63 @@ class IspTuningEnv(gym.Env):
             img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))
         return (img[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
+    # -- exact resume ---------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Everything that decides this env's future, as plain JSON values: the RNG state and the
+        current episode (entry, params, step, neutral references, potential, last rendering).
+
+        :meth:`set_state` on an env built with the same arguments continues exactly where this
+        one stands (used by ``rl.training.save_run_state``)."""
+        last = self._last
+        return {
+            "rng": self.np_random.bit_generator.state,
+            "image": int(self._image),
+            "unit": [float(x) for x in self._unit],
+            "t": int(self._t),
+            "neutral": result_state(self._neutral),
+            "phi": float(self._phi),
+            "last": result_state(last),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`get_state`'s output (an env of the same configuration)."""
+        rng = state["rng"]
+        self._np_random = np.random.Generator(getattr(np.random, rng["bit_generator"])())
+        self._np_random.bit_generator.state = rng
+        self._image = int(state["image"])
+        self._unit = np.asarray(state["unit"], np.float32)
+        self._t = int(state["t"])
+        self._neutral = result_from_state(state["neutral"])
+        self._phi = float(state["phi"])
+        self._last = result_from_state(state["last"])
+
     @property
     def physical_params(self) -> np.ndarray:
         """Current ISP parameters in physical units, ``(P,)``."""
         import torch
 
         return self.core.isp_module.unit_to_params(torch.as_tensor(self._unit[None]))[0].numpy()
+
+
+def _array_state(a: np.ndarray) -> dict[str, Any]:
+    """A numpy array as JSON values that round-trip exactly (float32/float64 via Python floats)."""
+    a = np.asarray(a)
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
+
+
+_RESULT_FIELDS = ("score", "normalized", "attributes", "thumb", "clipped", "cast", "hist")
+
+
+def result_state(res: StepResult | None) -> dict[str, Any] | None:
+    """A :class:`envs.core.StepResult` (without images) as JSON values that round-trip exactly."""
+    if res is None:
+        return None
+    return {name: None if getattr(res, name) is None else _array_state(getattr(res, name)) for name in _RESULT_FIELDS}
+
+
+def result_from_state(state: dict[str, Any] | None) -> StepResult | None:
+    """Inverse of :func:`result_state`."""
+    if state is None:
+        return None
+    return StepResult(**{name: None if v is None else np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+                         for name, v in state.items()})

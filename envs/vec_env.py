@@ -15,7 +15,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from envs.core import TuningCore
-from envs.isp_tuning import IspTuningEnv
+from envs.isp_tuning import IspTuningEnv, result_from_state, result_state
 
 __all__ = ["IspTuningVecEnv"]
 
@@ -98,6 +98,28 @@ class IspTuningVecEnv(VecEnv):
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+    # -- exact resume ---------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """Every env's :meth:`IspTuningEnv.get_state`, the current observations, pending seeds and
+        the core's cached neutral renderings (renders of one image can differ in the last bit with
+        the batch they were computed in, so a resumed run reuses the very same ones)."""
+        return {
+            "envs": [env.get_state() for env in self.envs],
+            "obs": self._obs.tolist(),
+            "seeds": list(self._seeds),
+            "neutral": {str(i): result_state(r) for i, r in sorted(self.core._neutral.items())},
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`get_state`'s output (same number of envs, same configuration)."""
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(f"saved state has {len(state['envs'])} envs, this VecEnv has {self.num_envs}")
+        for env, s in zip(self.envs, state["envs"]):
+            env.set_state(s)
+        self._obs[:] = np.asarray(state["obs"], np.float32)
+        self._seeds = list(state["seeds"])
+        self.core._neutral = {int(i): result_from_state(r) for i, r in state.get("neutral", {}).items()}
 
     # -- VecEnv plumbing --------------------------------------------------------------------
     def _targets(self, indices: VecEnvIndices) -> list[IspTuningEnv]:

@@ -22,8 +22,11 @@ our rendering (orientation, size). It writes under ``--out``:
 - ``per_image/<id>.json``: per-image results; a rerun with the same settings reuses them
   (resumable).
 
-Exit status: 0 on success, 1 when some images failed (the rest is written), 2 on bad arguments
-or when no image could be exported.
+Every image that fails (missing, unreadable or corrupt RAW/TIFF) is reported in one line
+``error: <file>: <cause>`` and the others are exported; hidden temporary files of an earlier,
+killed run are removed first. Exit status (``isp.exit_codes``): 0 on success, else the first
+failure's code (2 bad arguments or nothing to export, 3 missing path, 4 permission denied, 5
+unreadable or invalid input, 6 refused unsafe content such as a pickled agent).
 """
 from __future__ import annotations
 
@@ -258,7 +261,9 @@ def build_pairs(records: list[dict], comparisons: list[str], seed: int) -> tuple
 
 def write_study_html(path: Path, study_id: str, pairs: list[dict]) -> None:
     """Writes the self-contained study page; ``pairs``: ``{"pair", "left", "right"}`` data URIs."""
-    data = json.dumps({"study_id": study_id, "pairs": pairs}, separators=(",", ":")).replace("</", "<\\/")
+    # "<" ">" "&" as JSON escapes: the data cannot end the <script> element or open a comment in it
+    data = (json.dumps({"study_id": study_id, "pairs": pairs}, separators=(",", ":"))
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     html = TEMPLATE.read_text(encoding="utf-8").replace("/*__STUDY_DATA__*/", data)
     _atomic_text(path, html)
 
@@ -381,13 +386,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    from isp.exit_codes import EXIT_USAGE, Failures, InputError, describe, error_line
+
+    from experiments.cli_support import load_agent, remove_stale_temp
+
     out: Path = args.out
     # ---- test images
     try:
         test = fivek.load_split(args.fivek, args.split, seed=args.split_seed)["test"]
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:
+        print(error_line(None, exc), file=sys.stderr)
+        return describe(exc)[0]
     missing = [e for e in test if e.expert_c is None]
     for e in missing:
         print(f"warning: {e.id} has no Expert C TIFF; skipped", file=sys.stderr)
@@ -400,16 +409,17 @@ def main(argv: list[str] | None = None) -> int:
     # ---- parameter source and reward model
     try:
         if args.run is not None:
-            from rl.inference import AgentParamsPredictor
-
-            predictor = AgentParamsPredictor.load(args.run, device=args.device)
+            predictor = load_agent(args.run, device=args.device)
             source = f"run:{args.run.resolve()}"
         else:
             predictor = load_params_source(args.params)
             source = predictor.label
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except InputError as exc:
+        print(error_line(None, exc), file=sys.stderr)
+        return exc.code
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        print(error_line(args.params, exc), file=sys.stderr)
+        return describe(exc)[0]
     metric, checkpoint = None, None
     if not args.no_mos:
         import attiqa
@@ -417,23 +427,29 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.attiqa_checkpoint or (checkpoint_from_run(args.run) if args.run else None)
         try:
             metric = attiqa.create_metric(checkpoint, device=args.device).eval()
-        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-            print(f"error: cannot load the reward model: {exc}", file=sys.stderr)
-            return 2
+        except Exception as exc:  # noqa: BLE001 - one line naming the checkpoint; bugs re-raised
+            err = InputError.wrap(exc, checkpoint)
+            if not isinstance(err, InputError):
+                raise
+            print(error_line(None, err), file=sys.stderr)
+            return err.code
     signature = hashlib.sha1(json.dumps(
         [source, _mtime(args.run), args.params and _file_digest(args.params), args.max_side,
          None if args.no_mos else (str(checkpoint), _mtime(checkpoint)), args.mos_max_side]).encode()).hexdigest()
     # ---- per image
-    records, failures = [], []
+    stale = remove_stale_temp(out)
+    if stale:
+        print(f"removed {stale} temporary file(s) left in {out} by an earlier run that was killed")
+    records, failures, reports = [], [], Failures()
     for entry in tqdm(test, desc="exporting", unit="img", disable=args.no_progress):
         try:
             records.append(process_image(entry, predictor, metric, args, out, signature))
-        except (OSError, ValueError, RuntimeError) as exc:  # isp.RawError is a ValueError
-            failures.append((entry.id, str(exc)))
-            print(f"error: {entry.id}: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one line per image, the others are exported
+            reports.add(getattr(exc, "path", None) or getattr(exc, "filename", None) or entry.dng, exc)
+            failures.append((entry.id, reports.items[-1][2]))
     if not records:
         print("error: no image could be exported", file=sys.stderr)
-        return 2
+        return reports.code or EXIT_USAGE
     # ---- pairs, key, study
     comparisons = ["agent_vs_expert_c"] + (["default_vs_expert_c"] if args.study_default else [])
     study_id, key = build_pairs(records, comparisons, args.seed)
@@ -469,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{m:<9} {' '.join(cells)} {mos['mean'] if mos else float('nan'):>8.4f}")
     if failures:
         print(f"error: {len(failures)} image(s) failed; see metrics.json", file=sys.stderr)
-        return 1
+        return reports.code
     return 0
 
 

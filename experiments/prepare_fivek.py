@@ -16,9 +16,11 @@ What it writes, under ``ROOT/splits/`` (format: :func:`isp.fivek.read_split_file
 ``test500.txt`` (a4501-a5000 as test) when those 500 images are present, and
 ``random_seed<S>.txt`` for each ``--seeds`` value (a seeded random ``--test-fraction`` as test).
 Images whose DNG is unusable are left out of every split. ``--report FILE`` writes the check as
-JSON. Exit status: 0 when every DNG and expert TIFF is usable, 1 when some are not (the splits
-are still written without them; ``--allow-errors`` makes that 0), 2 when ROOT is not an
-MIT-Adobe-5K root or holds no usable image.
+JSON. Each unusable file is also one line ``error: <file>: <cause>`` on stderr (permission denied
+is said as such). Exit status (``isp.exit_codes``): 0 when every DNG and expert TIFF is usable,
+else the first unusable file's code (4 permission denied, 5 unreadable or corrupt; the splits are
+still written without them; ``--allow-errors`` makes that 0); 3 when ROOT does not exist or is
+not an MIT-Adobe-5K root.
 """
 from __future__ import annotations
 
@@ -37,6 +39,21 @@ from isp import fivek  # noqa: E402
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
+class Problem(str):
+    """A problem description that also carries its exit code (``isp.exit_codes``)."""
+
+    code = 5
+
+    @classmethod
+    def of(cls, exc: BaseException) -> "Problem":
+        from isp.exit_codes import describe
+
+        code, cause = describe(exc, getattr(exc, "filename", None))
+        out = cls(cause)
+        out.code = code
+        return out
+
+
 def check_tiff_file(path: Path, expect_rgb16: bool = False) -> str | None:
     """Checks that ``path`` is a complete TIFF/DNG; returns a problem description or ``None``.
 
@@ -47,13 +64,13 @@ def check_tiff_file(path: Path, expect_rgb16: bool = False) -> str | None:
 
     try:
         size = path.stat().st_size
-    except OSError as exc:
-        return f"cannot stat: {exc.strerror}"
-    if size == 0:
-        return "empty file"
-    with open(path, "rb") as fh:
-        if fh.read(4) not in _TIFF_MAGIC:
-            return "not a TIFF/DNG file (bad header)"
+        if size == 0:
+            return "empty file"
+        with open(path, "rb") as fh:
+            if fh.read(4) not in _TIFF_MAGIC:
+                return "not a TIFF/DNG file (bad header)"
+    except OSError as exc:  # permission denied, a folder named like a file, ...: said as such
+        return Problem.of(exc)
     try:
         with tifffile.TiffFile(path) as tf:
             pages = list(tf.pages)
@@ -90,7 +107,7 @@ def decode_check(path: Path, max_side: int | None, cache: bool, cache_dir: str |
         else:
             isp.read_raw(path)
     except (isp.RawError, OSError, ValueError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return Problem.of(exc)
     return None
 
 
@@ -130,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = fivek.scan(args.root)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        from isp.exit_codes import error_line
+
+        print(error_line(None, exc), file=sys.stderr)
+        return Problem.of(exc).code
     root = result.root
     entries = result.entries
     errors: list[dict] = []
@@ -151,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         if problem is None and decode:
             problem = decode_check(e.dng, args.max_side, args.cache_previews, args.cache_dir)
         if problem is not None:
-            errors.append({"kind": "bad_dng", "id": e.id, "path": rel(e.dng), "problem": problem})
+            errors.append({"kind": "bad_dng", "id": e.id, "path": rel(e.dng), "problem": str(problem),
+                           "code": getattr(problem, "code", 5)})
             bad_ids.add(e.id)
         if e.expert_c is not None:
             problem = check_tiff_file(e.expert_c, expect_rgb16=True)
             if problem is not None:
-                errors.append({"kind": "bad_expert_c", "id": e.id, "path": rel(e.expert_c), "problem": problem})
+                errors.append({"kind": "bad_expert_c", "id": e.id, "path": rel(e.expert_c), "problem": str(problem),
+                               "code": getattr(problem, "code", 5)})
     for e in result.missing_expert:
         warnings.append({"kind": "missing_expert_c", "id": e.id, "path": rel(e.dng),
                          "problem": "no tiff16_c/<id>-*.tif (usable for training, not for evaluation)"})
@@ -184,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  warnings            {len(warnings)}")
     for item in errors:
         print(f"  ERROR   {item['kind']:<17} {item['path']}: {item['problem']}")
+        print(f"error: {root / item['path'] if item['kind'] != 'duplicate_id' else item['path']}: {item['problem']}", file=sys.stderr)
     for item in warnings[:50]:
         print(f"  warning {item['kind']:<17} {item['path']}: {item['problem']}")
     if len(warnings) > 50:
@@ -224,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         _atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
     if not usable:
-        return 2
+        return errors[0].get("code", 5) if errors else 2
     if errors and not args.allow_errors:
         print(f"error: {len(errors)} unusable file(s); fix them or pass --allow-errors", file=sys.stderr)
-        return 1
+        return errors[0].get("code", 5)
     return 0
 
 

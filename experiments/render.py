@@ -15,9 +15,13 @@ image.
 Outputs ``DIR/<stem>.<ext>`` with an embedded sRGB ICC profile and the camera orientation
 applied, and beside each one ``DIR/<stem>.params.json``, the sidecar with the parameters it was
 rendered with (``{"params": {name: value}, "raw", "output", "source"}``): ``--params`` that file
-renders the same image again, bit for bit, or a hand-edited copy of it. Existing outputs are skipped (resumable) unless ``--overwrite``. A file that fails to
-decode or render is reported and skipped. Exit status: 0 all rendered, 1 some failed, 2 bad
-arguments / nothing to do.
+renders the same image again, bit for bit, or a hand-edited copy of it. Existing outputs are
+skipped (resumable) unless ``--overwrite``; hidden temporary files of an earlier, killed run are
+removed. Every input that cannot be used (missing, permission denied, not a RAW, truncated, a
+folder without RAW files) is reported in one line ``error: <file>: <cause>`` and the others are
+rendered. Exit status (``isp.exit_codes``): 0 all rendered, else the first failure's code: 2 bad
+arguments, 3 missing path, 4 permission denied, 5 unreadable or invalid input (also a bad
+--params file), 6 refused unsafe content (a pickled agent).
 """
 from __future__ import annotations
 
@@ -54,20 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def find_raws(inputs: list[Path]) -> tuple[list[Path], list[str]]:
-    """Expand files/folders into a sorted, de-duplicated list of RAW files; also return problems."""
+def find_raws(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str, int]]]:
+    """Expand files/folders into a sorted, de-duplicated list of RAW files; also return the
+    problems as ``(path, cause, exit code)``."""
+    from isp.exit_codes import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_PERMISSION
+
     found: list[Path] = []
-    problems: list[str] = []
+    problems: list[tuple[Path, str, int]] = []
     for item in inputs:
         if item.is_dir():
-            hits = sorted(f for f in item.rglob("*") if f.is_file() and f.suffix.lower() in RAW_EXTENSIONS and not f.name.startswith("."))
+            try:
+                hits = sorted(f for f in item.rglob("*") if f.is_file() and f.suffix.lower() in RAW_EXTENSIONS
+                              and not f.name.startswith("."))
+            except PermissionError:
+                problems.append((item, "permission denied", EXIT_PERMISSION))
+                continue
             if not hits:
-                problems.append(f"{item}: no RAW files in this folder")
+                what = "a folder (named like a RAW file) with no RAW files in it" if item.suffix.lower() in RAW_EXTENSIONS \
+                    else "no RAW files in this folder"
+                problems.append((item, what, EXIT_BAD_INPUT))
             found.extend(hits)
         elif item.is_file():
             found.append(item)
+        elif item.exists():
+            problems.append((item, "not a regular file (a FIFO, device or socket)", EXIT_BAD_INPUT))
         else:
-            problems.append(f"{item}: no such file or folder")
+            problems.append((item, "no such file or directory", EXIT_MISSING))
     seen: set[Path] = set()
     unique = []
     for f in found:
@@ -125,19 +141,24 @@ def load_params(spec: str):
 
     if spec == "default":
         return isp.neutral_params(1)[0]
+    from isp.exit_codes import EXIT_MISSING, InputError
+
     path = Path(spec)
-    if not path.is_file():
-        raise ValueError(f"--params: {spec!r} is neither 'default' nor an existing JSON file")
+    if not path.exists():
+        raise InputError("neither 'default' nor an existing JSON file", EXIT_MISSING, path=spec)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"--params {path}: not valid JSON ({exc})") from None
-    if isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT:  # a sidecar of an earlier rendering
-        data = data.get("params")
-    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        if isinstance(data, dict) and data.get("format") == SIDECAR_FORMAT:  # a sidecar of an earlier rendering
+            data = data.get("params")
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object {{name: value}}, got {type(data).__name__}")
         return isp.params_from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"--params {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name; a bug is re-raised
+        raise InputError.wrap(exc, path) from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a valid parameter value")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,41 +181,44 @@ def main(argv: list[str] | None = None) -> int:
     from isp.cpu import tune_allocator
 
     tune_allocator()  # reuse freed image buffers instead of faulting in fresh pages
+    from isp.exit_codes import EXIT_USAGE, Failures, InputError, error_line
+
+    from experiments.cli_support import load_agent, remove_stale_temp
+
+    failures = Failures()
     try:
         from rl.common import resolve_device
 
         device = resolve_device(args.device)
-        params = None if args.run else load_params(args.params)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    predictor = None
-    if args.run:
-        try:
-            from rl.inference import AgentParamsPredictor
-        except ImportError as exc:
-            print(f"error: --run needs the rl package ({exc})", file=sys.stderr)
-            return 2
-        try:
-            predictor = AgentParamsPredictor.load(args.run, device)
-        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-            print(f"error: cannot load the agent from {args.run}: {exc}", file=sys.stderr)
-            return 2
+        return EXIT_USAGE
+    predictor, params = None, None
+    try:
+        if args.run:
+            predictor = load_agent(args.run, device)
+        else:
+            params = load_params(args.params)
+    except InputError as exc:
+        print(error_line(None, exc), file=sys.stderr)
+        return exc.code
 
     source = f"run:{Path(args.run).resolve()}" if args.run else ("default" if args.params == "default" else
                                                                   f"params:{Path(args.params).resolve()}")
     files, problems = find_raws(args.inputs)
-    for msg in problems:
-        print(f"error: {msg}", file=sys.stderr)
+    for path, cause, code in problems:
+        failures.add(path, cause=cause, code=code)
     if not files:
         print("error: no RAW files to render", file=sys.stderr)
-        return 2
+        return failures.code or EXIT_USAGE
+    stale = remove_stale_temp(args.out)
+    if stale:
+        print(f"removed {stale} temporary file(s) left in {args.out} by an earlier run that was killed")
     outs = output_names(files, args.out, ext)
     todo = [(f, o) for f, o in zip(files, outs) if args.overwrite or not o.exists()]
     skipped = len(files) - len(todo)
     args.out.mkdir(parents=True, exist_ok=True)
     pipeline = isp.ISP().to(device).eval()
-    failed: list[tuple[Path, str]] = []
     done = 0
 
     from tqdm import tqdm
@@ -212,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 imgs = pipeline(batch, p, validate=True)
         except Exception as exc:  # noqa: BLE001 - a rendering failure must not lose the other files
             for f, _, _, _ in group:
-                failed.append((f, f"render failed: {exc}"))
+                failures.add(f, exc)
             bar.update(len(group))
             return
         for (f, o, raw, pp), img in zip(group, imgs):
@@ -221,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_sidecar(o, f, pp, source)
                 done += 1
             except (OSError, ValueError) as exc:
-                failed.append((f, f"could not write {o}: {exc}"))
+                failures.add(o, exc)
             bar.update(1)
 
     pending: dict[tuple, list] = {}
@@ -237,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 pp = params
             if args.max_side is not None:
                 raw = raw.preview(args.max_side)
-        except (isp.RawError, OSError, ValueError, RuntimeError) as exc:
-            failed.append((f, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one line per bad file, the others are rendered
+            failures.add(f, exc)
             bar.update(1)
             continue
         key = raw.shape
@@ -252,10 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         flush(pending.pop(key))
     bar.close()
 
-    for f, msg in failed:
-        print(f"FAILED {f}: {msg}", file=sys.stderr)
-    print(f"rendered {done}, skipped {skipped} existing, failed {len(failed)} -> {args.out}")
-    return 1 if failed else 0
+    print(f"rendered {done}, skipped {skipped} existing, failed {len(failures)} -> {args.out}")
+    return failures.code
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ class RawError(ValueError):
     """Base class of every error raised while decoding a RAW file."""
 
 
-class RawFileNotFoundError(RawError):
-    """The path does not exist or is not a file."""
+class RawFileNotFoundError(RawError, FileNotFoundError):
+    """The path does not exist or is not a file (also a ``FileNotFoundError``)."""
 
 
 class NotRawError(RawError):
@@ -255,6 +255,7 @@ def read_raw(path: str | os.PathLike) -> RawImage:
         raise RawFileNotFoundError(f"RAW file not found: {p}")
     if p.stat().st_size == 0:
         raise NotRawError(f"{p}: empty file, not a RAW image")
+    open(p, "rb").close()  # permission denied is reported as such (PermissionError), not as a corrupt file
     try:
         with _quiet_libraw():
             raw = rawpy.imread(str(p))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -60,8 +61,11 @@ def resolve_config(args) -> dict:
     """The full configuration of a new run: hyperparameter file + overrides + command-line flags."""
     from rl.common import load_hyperparams, merge_config, parse_overrides
 
-    config = load_hyperparams(args.algo, args.reward, args.hyperparams_file)
-    config = merge_config(config, parse_overrides(args.hyperparams))
+    if args.hyperparams_file:
+        config = _read(Path(args.hyperparams_file), lambda f: load_hyperparams(args.algo, args.reward, f))
+    else:
+        config = load_hyperparams(args.algo, args.reward)
+    config = merge_config(config, _overrides(args.hyperparams))
     if args.total_timesteps is not None:
         config["total_timesteps"] = args.total_timesteps
     if args.n_envs is not None:
@@ -87,12 +91,44 @@ def resolve_config(args) -> dict:
 
 
 def main(argv=None) -> int:
+    """Runs :func:`run`; a bad input (data, checkpoint, config, agent) ends in one ``error:`` line
+    naming the file and the cause, with the project's exit code (``isp.exit_codes``)."""
+    from isp.exit_codes import EXIT_INTERNAL, EXIT_USAGE, describe, error_line
+
     try:
         return run(argv)
-    except (FileNotFoundError, ValueError, KeyError) as e:  # bad data, checkpoint or config: one clear line
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - classified below; a bug (EXIT_INTERNAL) keeps its traceback
+        code, _ = describe(e)
+        if code == EXIT_INTERNAL:
+            raise
+        print(error_line(None, e), file=sys.stderr)
+        return code
+
+
+class UsageError(Exception):
+    """A bad flag or override (exit code 2)."""
+
+
+def _overrides(items):
+    from rl.common import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except Exception as exc:  # noqa: BLE001 - a malformed KEY=VALUE is a usage error
+        raise UsageError(f"--hyperparams: {' '.join(str(exc).split())}") from None
+
+
+def _read(path, reader):
+    """``reader(path)``, its failure reported as a bad input of ``path``."""
+    from isp.exit_codes import InputError
+
+    try:
+        return reader(path)
+    except Exception as exc:  # noqa: BLE001 - wrapped with the file's name, bugs re-raised as they are
+        raise InputError.wrap(exc, path) from None
 
 
 def run(argv=None) -> int:
@@ -113,17 +149,21 @@ def run(argv=None) -> int:
     )
     from rl.evaluate import evaluate_policies, format_judges, judge_policies, save_before_after_grid, save_training_curve
     from rl.inference import AgentParamsPredictor
+    from rl.run_state import find_checkpoint, remove_stale_temp
     from rl.training import (
         CurveCallback,
         ProgressCallback,
         add_demonstrations,
         RunStateCallback,
+        TrainingStopped,
         build_model,
         normalizer_of,
         restore_run_state,
         save_run_state,
         wrap_env,
     )
+
+    from isp.exit_codes import EXIT_INTERRUPTED, InputError, describe
 
     args = parse_args(argv)
     if args.threads:
@@ -135,23 +175,34 @@ def run(argv=None) -> int:
             print(f"error: --resume needs --run-dir pointing at an existing run (with {CONFIG_FILE})", file=sys.stderr)
             return 2
         run_dir = Path(args.run_dir)
-        config = load_yaml(run_dir / CONFIG_FILE)
+        config = _read(run_dir / CONFIG_FILE, load_yaml)
+        if not isinstance(config, dict) or "algo" not in config:
+            raise InputError("not a run configuration (no 'algo' key)", path=run_dir / CONFIG_FILE)
         if args.total_timesteps is not None:
             config["total_timesteps"] = args.total_timesteps
-        overrides = parse_overrides(args.hyperparams)
+        overrides = _overrides(args.hyperparams)
         frozen = sorted(set(overrides) - RESUME_OVERRIDABLE)
         if frozen:
-            print(f"error: --resume can only change {', '.join(sorted(RESUME_OVERRIDABLE))}, not {', '.join(frozen)}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--resume can only change {', '.join(sorted(RESUME_OVERRIDABLE))}, not {', '.join(frozen)}")
         config = merge_config(config, overrides)
     else:
         config = resolve_config(args)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.run_dir or f"runs/{stamp}-{args.algo}-{args.reward}")
         if (run_dir / CONFIG_FILE).exists():
-            print(f"error: {run_dir} already holds a run; use --resume or another --run-dir", file=sys.stderr)
+            print(f"error: {run_dir} already holds a run; use --resume (continues from its newest complete checkpoint, "
+                  "or starts it over when it has none) or another --run-dir", file=sys.stderr)
             return 2
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temp(run_dir):
+        print(f"removed {stale} (left by an earlier process that was killed)")
+    checkpoint = None
+    if args.resume:
+        checkpoint, notes = find_checkpoint(run_dir)
+        for note in notes:
+            print(f"skipping incomplete checkpoint {note}")
+        if checkpoint is None:
+            print(f"no complete checkpoint in {run_dir}: starting the run over from timestep 0 with its saved config")
     device = resolve_device(config["device"])
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     with open(run_dir / COMMAND_FILE, "a", encoding="utf-8") as f:
@@ -184,10 +235,10 @@ def run(argv=None) -> int:
     # 3. Agent (restored when resuming) and training.
     model = build_model(config["algo"], venv, config, int(config["seed"]), device, str(run_dir / "tb"))
     curve: list[dict] = []
-    done_steps = 0
-    if args.resume:
-        done_steps, curve = restore_run_state(model, venv, run_dir)
-        print(f"resuming at timestep {done_steps}")
+    done_steps, pending = 0, None
+    if checkpoint is not None:
+        done_steps, curve, pending = _read(checkpoint, lambda c: restore_run_state(model, venv, c))
+        print(f"resuming at timestep {done_steps} from {checkpoint.path}")
     elif int(config.get("demos", {}).get("steps", 0)) > 0:
         demos = config["demos"]
         demo_stats = add_demonstrations(model, core, env_config, steps=int(demos["steps"]), lr=float(demos.get("lr", 0.05)),
@@ -196,26 +247,39 @@ def run(argv=None) -> int:
         print(f"demonstrations: {demo_stats['transitions']} gradient-ascent transitions in the replay buffer "
               f"({demo_stats['reward_evals']} reward evaluations, {demo_stats['seconds']:.0f} s)")
     total = int(config["total_timesteps"])
-    callbacks = [
-        CurveCallback(curve, every=int(config.get("curve_every", 512))),
-        RunStateCallback(run_dir, curve, every=int(config.get("checkpoint_every", 4096))),
-        ProgressCallback(total, done_steps),
-    ]
+    curve_cb = CurveCallback(curve, every=int(config.get("curve_every", 512)), pending=pending)
+    state_cb = RunStateCallback(run_dir, curve_cb, every=int(config.get("checkpoint_every", 4096)))
+    callbacks = [curve_cb, state_cb, ProgressCallback(total, done_steps)]
     if not args.no_eval and int(ev.get("every", 4096)) > 0:  # held-out evaluation during training (rl.periodic_eval)
         from rl.periodic_eval import HeldOutEvalCallback
 
         callbacks.append(HeldOutEvalCallback(TuningCore(test_images, reward, **env_config.core_kwargs(), device=device), config, reward,
                                              int(ev.get("every", 4096)), run_dir, device, de_side=int(ev.get("de_side", 128))))
     t0 = time.perf_counter()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop at the next consistent point; second: at once
+        state_cb.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nCtrl-C: saving a checkpoint at the end of this step (Ctrl-C again stops without saving)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         if total > done_steps:
-            model.learn(total - done_steps, callback=callbacks, reset_num_timesteps=not args.resume, tb_log_name="tb", progress_bar=False)
+            model.learn(total - done_steps, callback=callbacks, reset_num_timesteps=checkpoint is None, tb_log_name="tb",
+                        progress_bar=False)
+    except TrainingStopped as stop:
+        where = stop.checkpoint.path if stop.checkpoint else "nothing new saved"
+        print(f"\ninterrupted at timestep {stop.step} ({where}); continue with --run-dir {run_dir} --resume")
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        save_run_state(model, venv, run_dir, curve)
-        print(f"\ninterrupted at timestep {model.num_timesteps}; continue with --run-dir {run_dir} --resume")
-        return 130
+        last, _ = find_checkpoint(run_dir)
+        print(f"\ninterrupted at timestep {model.num_timesteps} without saving; --run-dir {run_dir} --resume continues "
+              f"from {last.path if last else 'the start'}")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
     train_seconds = time.perf_counter() - t0
-    save_run_state(model, venv, run_dir, curve)
+    save_run_state(model, venv, run_dir, curve, curve_pending=curve_cb.pending_state())
     print(f"trained to timestep {model.num_timesteps} in {train_seconds:.0f} s; agent saved to {run_dir}")
     if curve:
         save_training_curve(run_dir / "training_curve.png", [c["timesteps"] for c in curve], [c["mean_return"] for c in curve], [c["mean_score"] for c in curve])

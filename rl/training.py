@@ -1,38 +1,24 @@
 """Training helpers: building the agent, callbacks, saving and restoring a run's state.
 
-Nothing here unpickles: the agent is reloaded with ``set_parameters`` (``torch.load(...,
-weights_only=True)``), normalisation statistics and the replay buffer are plain ``npz`` arrays,
-and counters are JSON.
+Saving and restoring a run's state lives in :mod:`rl.run_state` (one atomic checkpoint folder
+per step, nothing pickled); this module re-exports ``save_run_state`` / ``restore_run_state``.
 """
 from __future__ import annotations
 
-import io
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-from rl.common import (
-    AGENT_FILE,
-    CURVE_FILE,
-    REPLAY_FILE,
-    STATE_FILE,
-    VECNORM_FILE,
-    atomic_write_bytes,
-    atomic_write_text,
-    dump_json,
-    load_npz,
-    save_npz,
-)
 from rl.inference import ObsNormalizer, _algo_class
+from rl.run_state import restore_run_state, save_run_state
 
 __all__ = [
     "CurveCallback",
     "ProgressCallback",
     "RunStateCallback",
+    "TrainingStopped",
     "add_demonstrations",
     "build_model",
     "restore_run_state",
@@ -129,99 +115,23 @@ def normalizer_of(venv) -> ObsNormalizer | None:
     return None
 
 
-def _save_model_zip(model, path: Path) -> None:
-    buf = io.BytesIO()
-    model.save(buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def save_run_state(model, venv, run_dir: Path, curve: list[dict], save_replay: bool = True) -> None:
-    """Writes everything ``--resume`` needs: agent, normalisation stats, replay buffer, counters, curve."""
-    run_dir = Path(run_dir)
-    _save_model_zip(model, run_dir / AGENT_FILE)
-    if isinstance(venv, VecNormalize):
-        save_npz(
-            run_dir / VECNORM_FILE,
-            obs_mean=venv.obs_rms.mean,
-            obs_var=venv.obs_rms.var,
-            obs_count=np.asarray(venv.obs_rms.count),
-            clip_obs=np.asarray(venv.clip_obs),
-            epsilon=np.asarray(venv.epsilon),
-        )
-    buffer = getattr(model, "replay_buffer", None)
-    if save_replay and buffer is not None:
-        n = buffer.buffer_size if buffer.full else buffer.pos
-        save_npz(
-            run_dir / REPLAY_FILE,
-            observations=buffer.observations[:n],
-            next_observations=buffer.next_observations[:n],
-            actions=buffer.actions[:n],
-            rewards=buffer.rewards[:n],
-            dones=buffer.dones[:n],
-            timeouts=buffer.timeouts[:n],
-            pos=np.asarray(buffer.pos),
-            full=np.asarray(buffer.full),
-        )
-    state = {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0))}
-    dump_json(run_dir / STATE_FILE, state)
-    lines = ["timesteps,mean_return,mean_score"] + [f"{c['timesteps']},{c['mean_return']},{c['mean_score']}" for c in curve]
-    atomic_write_text(run_dir / CURVE_FILE, "\n".join(lines) + "\n")
-
-
-def restore_run_state(model, venv, run_dir: Path) -> tuple[int, list[dict]]:
-    """Loads a run's saved state into a freshly built ``model``/``venv`` (same config).
-
-    Returns:
-        The timestep count reached and the training curve so far.
-
-    Raises:
-        FileNotFoundError: the run folder has no saved agent.
-    """
-    from stable_baselines3.common.save_util import load_from_zip_file
-
-    run_dir = Path(run_dir)
-    if not (run_dir / AGENT_FILE).is_file() or not (run_dir / STATE_FILE).is_file():
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: no {AGENT_FILE} / {STATE_FILE}")
-    _, params, variables = load_from_zip_file(run_dir / AGENT_FILE, device=model.device, load_data=False)
-    model.set_parameters(params, exact_match=True, device=model.device)
-    for name, value in (variables or {}).items():  # e.g. SAC's log_ent_coef
-        if value is not None:
-            getattr(model, name).data.copy_(value.data)
-    state = json.loads((run_dir / STATE_FILE).read_text())
-    model.num_timesteps = int(state["num_timesteps"])
-    model._n_updates = int(state.get("n_updates", 0))
-    if isinstance(venv, VecNormalize) and (run_dir / VECNORM_FILE).is_file():
-        d = load_npz(run_dir / VECNORM_FILE)
-        venv.obs_rms.mean = d["obs_mean"].astype(np.float64)
-        venv.obs_rms.var = d["obs_var"].astype(np.float64)
-        venv.obs_rms.count = float(d["obs_count"])
-    buffer = getattr(model, "replay_buffer", None)
-    if buffer is not None and (run_dir / REPLAY_FILE).is_file():
-        d = load_npz(run_dir / REPLAY_FILE)
-        n = len(d["observations"])
-        if d["observations"].shape[1:] == buffer.observations.shape[1:] and n <= buffer.buffer_size:
-            for key in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
-                getattr(buffer, key)[:n] = d[key]
-            buffer.pos = int(d["pos"])
-            buffer.full = bool(d["full"])
-    curve = []
-    if (run_dir / CURVE_FILE).is_file():
-        for line in (run_dir / CURVE_FILE).read_text().splitlines()[1:]:
-            t, r, s = line.split(",")
-            curve.append({"timesteps": int(t), "mean_return": float(r), "mean_score": float(s)})
-    return model.num_timesteps, curve
-
-
 class CurveCallback(BaseCallback):
-    """Collects finished episodes' return and final score; one curve point every ``every`` timesteps."""
+    """Collects finished episodes' return and final score; one curve point every ``every`` timesteps.
 
-    def __init__(self, curve: list[dict], every: int = 512) -> None:
+    ``pending`` (:meth:`pending_state` of a saved run) restores the unfinished point, so a
+    resumed run's curve equals an uninterrupted one's."""
+
+    def __init__(self, curve: list[dict], every: int = 512, pending: dict | None = None) -> None:
         super().__init__()
         self.curve = curve
         self.every = max(int(every), 1)
-        self._returns: list[float] = []
-        self._scores: list[float] = []
-        self._next = (curve[-1]["timesteps"] if curve else 0) + self.every
+        self._returns: list[float] = list(pending["returns"]) if pending else []
+        self._scores: list[float] = list(pending["scores"]) if pending else []
+        self._next = int(pending["next"]) if pending else (curve[-1]["timesteps"] if curve else 0) + self.every
+
+    def pending_state(self) -> dict:
+        """The episodes collected since the last curve point and when the next one is due."""
+        return {"returns": list(self._returns), "scores": list(self._scores), "next": int(self._next)}
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
@@ -241,28 +151,60 @@ class CurveCallback(BaseCallback):
         return True
 
 
-class RunStateCallback(BaseCallback):
-    """Every ``every`` timesteps: saves the resumable state and a copy of the agent in ``checkpoints/``."""
+class TrainingStopped(Exception):
+    """Raised by :class:`RunStateCallback` after it saved a checkpoint because a stop was requested."""
 
-    def __init__(self, run_dir: Path, curve: list[dict], every: int, save_replay: bool = True) -> None:
+    def __init__(self, step: int, checkpoint) -> None:
+        super().__init__(f"stopped at timestep {step}")
+        self.step = int(step)
+        self.checkpoint = checkpoint
+
+
+class RunStateCallback(BaseCallback):
+    """Every ``every`` timesteps: saves a resumable checkpoint (:func:`rl.run_state.save_run_state`).
+
+    The save waits for the start of the next rollout: SB3 calls ``on_step`` before it stores the
+    step's transition and runs the step's updates, so only between rollouts do the replay
+    buffer, the envs, ``_last_obs`` and the weights belong to one timestep. :meth:`request_stop`
+    (Ctrl-C) saves at that same point and raises :class:`TrainingStopped`.
+    """
+
+    def __init__(self, run_dir: Path, curve_cb: CurveCallback, every: int, save_replay: bool = True) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.curve = curve
+        self.curve_cb = curve_cb
         self.every = max(int(every), 1)
         self.save_replay = save_replay
         self._last = None
+        self._due = False
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def save(self):
+        return save_run_state(self.model, self.training_env, self.run_dir, self.curve_cb.curve, self.save_replay,
+                              curve_pending=self.curve_cb.pending_state())
 
     def _on_training_start(self) -> None:
         self._last = self.num_timesteps
 
     def _on_step(self) -> bool:
         if self.num_timesteps - self._last >= self.every:
-            self._last = self.num_timesteps
-            save_run_state(self.model, self.training_env, self.run_dir, self.curve, self.save_replay)
-            ckpt = self.run_dir / "checkpoints" / f"agent_{self.num_timesteps}_steps.zip"
-            ckpt.parent.mkdir(exist_ok=True)
-            shutil.copyfile(self.run_dir / AGENT_FILE, ckpt)
+            self._due = True
         return True
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps == self._last:
+            if self.stop_requested:
+                raise TrainingStopped(self.num_timesteps, None)
+            return
+        if self._due or self.stop_requested:
+            self._due = False
+            self._last = self.num_timesteps
+            ckpt = self.save()
+            if self.stop_requested:
+                raise TrainingStopped(self.num_timesteps, ckpt)
 
 
 class ProgressCallback(BaseCallback):

@@ -43,6 +43,15 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
     "${PIP[@]}" install -e ".[test]"
+    # The study-page test drives a real browser: Debian's Chromium, installed where apt-get can.
+    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+                || echo "setup: chromium could not be installed; install it (apt-get install chromium) for the browser test"
+        else
+            echo "setup: no chromium found; install it (e.g. sudo apt-get install chromium) for the browser test"
+        fi
+    fi
 else
     "${PIP[@]}" install -e .
 fi

@@ -68,11 +68,13 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raise FileNotFoundError(f"ATTIQA checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, ...: one message
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if reason.startswith("Weights only load failed"):
-            reason = "it holds objects other than tensors and plain data, refused by weights_only=True"
-        raise ValueError(f"{path}: not a readable ATTIQA checkpoint ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, permission: one message, its own exit code
+        from attiqa.utils.exit_codes import EXIT_BAD_INPUT, InputError, describe
+
+        code, cause = describe(exc, path)
+        if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes
+            code, cause = EXIT_BAD_INPUT, f"corrupt or not a torch file ({cause})"
+        raise InputError(f"not a readable ATTIQA checkpoint: {cause}", code, path=path) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ATTIQA checkpoint (no '{FORMAT}' marker; a plain state dict or another "
                          "project's file?)")

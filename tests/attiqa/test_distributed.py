@@ -17,8 +17,9 @@ from attiqa import ATTRIBUTES
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is required")
+pytestmark = [pytest.mark.distributed,  # under CI=true a skip here fails the run (tests/conftest.py)
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="torch.distributed with gloo is required")]
 
 
 def _torchrun(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:

@@ -62,7 +62,7 @@ def test_prepare_sample_set(sample_root, tmp_path):
 def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     root, bad_id, no_tiff_id = faulty_root
     proc = run("prepare_fivek.py", root, "--report", tmp_path / "r.json", "--no-progress")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # isp.exit_codes.EXIT_BAD_INPUT
     report = json.loads((tmp_path / "r.json").read_text())
     errors = {(e["kind"], e.get("id")) for e in report["errors"]}
     assert errors == {("bad_dng", bad_id)}
@@ -81,7 +81,7 @@ def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     assert rc == 0
     assert {e["id"] for e in json.loads((tmp_path / "r2.json").read_text())["errors"]} == {bad_id}
     capsys.readouterr()
-    assert P.main([str(tmp_path / "nowhere")]) == 2
+    assert P.main([str(tmp_path / "nowhere")]) == 3  # isp.exit_codes.EXIT_MISSING
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -197,20 +197,20 @@ def test_export_pairs_bad_inputs(sample_root, tmp_path, capsys):
     bad = tmp_path / "nan.json"
     bad.write_text('{"exposure": NaN}')
     proc = run("export_pairs.py", "--params", bad, "--fivek", sample_root, "--out", tmp_path / "o", "--no-mos")
-    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 5 and "error:" in proc.stderr and "nan.json" in proc.stderr and "Traceback" not in proc.stderr
     # The other cases in-process (same main(), no interpreter start-up).
     from experiments import export_pairs as E
 
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"no_such_param": 1.0}')
-    cases = [
-        (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param"),
-        (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K"),
-        (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run"),
+    cases = [  # exit codes of isp.exit_codes: 5 invalid input, 3 missing path
+        (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param", 5),
+        (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K", 3),
+        (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run", 3),
     ]
-    for argv, msg in cases:
+    for argv, msg, code in cases:
         capsys.readouterr()
-        assert E.main([*argv, "--out", str(tmp_path / "o"), "--no-mos", "--no-progress"]) == 2, argv
+        assert E.main([*argv, "--out", str(tmp_path / "o"), "--no-mos", "--no-progress"]) == code, argv
         err = capsys.readouterr().err
         assert err.startswith("error:") and msg in err, err
     assert not (tmp_path / "o" / "manifest.csv").exists()

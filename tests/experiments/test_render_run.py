@@ -58,8 +58,8 @@ def test_render_run_16bit_tiff(tiny_run, inputs, tmp_path, best_rotation):
     proc = render("--run", tiny_run, folder, "--out", out, "--format", "tif", "--bits", 16, "--max-side", 96,
                   "--batch-size", 2, "--quiet")
     # The truncated DNG fails with one clear line; every other file is rendered.
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "FAILED" in proc.stderr and "a0999-broken" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # isp.exit_codes.EXIT_BAD_INPUT
+    assert "error:" in proc.stderr and "a0999-broken" in proc.stderr and "Traceback" not in proc.stderr
     assert "rendered 4, skipped 0 existing, failed 1" in proc.stdout
     predictor = AgentParamsPredictor.load(tiny_run)
     seen_orientations = set()
@@ -108,13 +108,13 @@ def test_render_run_8bit_png_resume_and_errors(tiny_run, inputs, tmp_path, capsy
     assert files[0].is_file() and not list(out.glob(".*tmp*"))
     # Bad inputs: one clear error, exit 2.
     one = str(picked["a0001"][0])
-    assert R.main(["--run", str(tmp_path / "no_such_run"), one, "--out", str(tmp_path / "o")]) == 2
-    assert "cannot load the agent" in capsys.readouterr().err
+    assert R.main(["--run", str(tmp_path / "no_such_run"), one, "--out", str(tmp_path / "o")]) == 3  # EXIT_MISSING
+    assert "no_such_run: no such run folder" in capsys.readouterr().err
     other = tmp_path / "other_run"
     shutil.copytree(tiny_run, other)
     (other / "agent.zip").write_bytes(b"not a zip")
-    assert R.main(["--run", str(other), one, "--out", str(tmp_path / "o")]) == 2
-    assert "cannot load the agent" in capsys.readouterr().err
+    assert R.main(["--run", str(other), one, "--out", str(tmp_path / "o")]) == 5  # EXIT_BAD_INPUT
+    assert "agent.zip: corrupt" in capsys.readouterr().err
     assert R.main(["--run", str(tiny_run), one, "--out", str(tmp_path / "o"), "--format", "jpg", "--bits", "16"]) == 2
     assert "8-bit only" in capsys.readouterr().err
 

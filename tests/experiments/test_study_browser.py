@@ -271,6 +271,7 @@ def _check_readback(plan, csv_path, json_path, key_path, participant, study_id):
     return res
 
 
+@pytest.mark.browser
 @needs_browser
 def test_study_page_in_chromium(tmp_path):
     out = tmp_path / "export"
@@ -344,6 +345,7 @@ def test_end_to_end_agent_export_analysis(e2e_export, tiny_run, sample_root, tin
     assert (total["wins"], total["n"]) == (sum(k["left"] == "agent" for k in key), len(key))
 
 
+@pytest.mark.browser
 @needs_browser
 def test_end_to_end_study_in_chromium(e2e_export, tmp_path):
     """The exported study page is completed in Chromium and the analysis reads the downloads back."""

@@ -42,8 +42,8 @@ def test_default_folder_renders_good_files_and_reports_bad_ones(inputs, tmp_path
     out = tmp_path / "out"
     rc = render.main(["--params", "default", str(folder), "--out", str(out), "--max-side", "96"])
     cap = capsys.readouterr()
-    assert rc == 1  # some files failed
-    assert "FAILED" in cap.err and "z-broken.dng" in cap.err and "z-fake.dng" in cap.err
+    assert rc == 5  # some files failed: unreadable input (isp.exit_codes.EXIT_BAD_INPUT)
+    assert "error:" in cap.err and "z-broken.dng" in cap.err and "z-fake.dng" in cap.err
     assert "truncated or corrupt" in cap.err and "not a RAW" in cap.err
     assert "render:" in cap.err and "5/5" in cap.err  # the tqdm progress bar counted every file
     assert "rendered 3, skipped 0 existing, failed 2" in cap.out
@@ -56,7 +56,7 @@ def test_default_folder_renders_good_files_and_reports_bad_ones(inputs, tmp_path
         np.testing.assert_allclose(arr / 255.0, ref.permute(1, 2, 0).numpy(), atol=1 / 255 + 1e-6)
     # resumable: existing outputs are skipped
     rc = render.main(["--params", "default", str(folder / "sub"), "--out", str(out), "--max-side", "96", "--quiet"])
-    assert rc == 1 and "skipped 1 existing" in capsys.readouterr().out
+    assert rc == 5 and "skipped 1 existing" in capsys.readouterr().out
 
 
 def test_json_params_16bit_tiff_full_resolution(inputs, tmp_path, capsys):
@@ -82,8 +82,6 @@ def test_jpeg_8bit(inputs, tmp_path):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--params", "nope.json"], "neither 'default' nor an existing JSON file"),
-    (["--params", "{bad}"], "neither"),
     (["--params", "default", "--format", "jpg", "--bits", "16"], "JPEG is 8-bit only"),
     (["--params", "default", "--format", "tif", "--bits", "8"], "16-bit"),
 ])
@@ -94,22 +92,30 @@ def test_bad_arguments_exit_2(inputs, tmp_path, capsys, args, msg):
     assert msg in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("content, msg", [("{not json", "not valid JSON"), ('{"exposure": 9}', "outside its range"),
+def test_params_neither_default_nor_file(inputs, tmp_path, capsys):
+    _, picked = inputs
+    assert render.main(["--params", "{bad}", str(picked[0][0]), "--out", str(tmp_path)]) == 3  # EXIT_MISSING
+    assert render.main(["--params", "nope.json", str(picked[0][0]), "--out", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "neither" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, msg", [("{not json", "invalid JSON"), ('{"exposure": 9}', "outside its range"),
                                           ('{"gamma": 1}', "unknown ISP parameter"), ('[1, 2]', "JSON object")])
 def test_bad_param_files(inputs, tmp_path, capsys, content, msg):
     _, picked = inputs
     f = tmp_path / "p.json"
     f.write_text(content)
-    assert render.main(["--params", str(f), str(picked[0][0]), "--out", str(tmp_path / "o")]) == 2
+    assert render.main(["--params", str(f), str(picked[0][0]), "--out", str(tmp_path / "o")]) == 5  # EXIT_BAD_INPUT
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
 def test_missing_input_and_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert render.main(["--params", "default", str(tmp_path / "nothing.dng"), str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert render.main(["--params", "default", str(tmp_path / "nothing.dng"), str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
-    assert "no such file or folder" in err and "no RAW files in this folder" in err
+    assert "no such file or directory" in err and "no RAW files in this folder" in err
 
 
 def test_script_help_and_run(inputs, tmp_path):
