@@ -39,7 +39,7 @@ PHOTO_LICENSES = {
 
 @dataclass
 class StarterConfig:
-    """How the starter is built (defaults: about 4 minutes on a 2-core CPU).
+    """How the starter is built (defaults: a few minutes on one CPU core).
 
     Attributes:
         backbone: backbone name for :func:`attiqa.modeling.heads.build_model`.
@@ -59,7 +59,9 @@ class StarterConfig:
         joint_groups: photo crops per joint step.
         joint_versions: renderings per crop: the photo's own and ``joint_versions - 1`` pushes.
         joint_lr: peak learning rate of the joint stage (cosine decay).
-        mos_weight: weight of the MOS loss against the attribute-ranking loss.
+        mos_weight: weight of the MOS loss against the attribute-ranking loss (whose values are
+            about ten times larger).
+        mos_head_lr_factor: learning rate of the fresh MOS head relative to ``joint_lr``.
         mos_margin: hinge margin between renderings of one crop whose targets differ by more.
         min_magnitude: smallest push magnitude drawn in training (largest is 1).
         threads: torch intra-op threads during the build (restored after), so that every machine
@@ -73,22 +75,23 @@ class StarterConfig:
     pretrained: bool = True
     head_hidden: int = 256
     mos_hidden: int = 256
-    crop: int = 160
-    photo_max_side: int = 400
+    crop: int = 128
+    photo_max_side: int = 320
     photos: tuple[str, ...] = BUILD_PHOTOS
     holdout: tuple[str, ...] = HOLDOUT_PHOTOS
     rank_steps: int = 30
     rank_batch_size: int = 16
     rank_lr: float = 3e-4
     trainable_backbone_fraction: float = 0.4
-    joint_steps: int = 200
+    joint_steps: int = 240
     joint_groups: int = 3
     joint_versions: int = 6
     joint_lr: float = 5e-4
-    mos_weight: float = 1.0
+    mos_weight: float = 4.0
+    mos_head_lr_factor: float = 6.0
     mos_margin: float = 0.03
     min_magnitude: float = 0.05
-    threads: int = 2
+    threads: int = 1
     report_magnitudes: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     report_crops: int = 2
     seed: int = 0

@@ -69,7 +69,8 @@ def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progr
     five heads against the analytic teacher over all pairs in the batch plus ``mos_weight`` x (a
     hinge that puts the MOS of every pair of renderings of one crop in the order of their
     pseudo-MOS, margin ``mos_margin``, + the squared error of the MOS to the pseudo-MOS). The
-    learning rate decays on a cosine (``torch.optim.lr_scheduler.CosineAnnealingLR``).
+    learning rate (``joint_lr``; the fresh MOS head ``mos_head_lr_factor`` times higher) decays on a
+    cosine (``torch.optim.lr_scheduler.CosineAnnealingLR``).
 
     Returns:
         ``{"steps", "final_loss", "final_hinge", "seconds"}``.
@@ -85,8 +86,10 @@ def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progr
     model = qmodel.attiqa
     qmodel.requires_grad_(True)
     _freeze_backbone_prefix(model, config.trainable_backbone_fraction)
-    params = [p for p in qmodel.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.joint_lr, weight_decay=1e-4)
+    head = list(qmodel.mos_head.parameters())
+    body = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": body, "lr": config.joint_lr},
+                             {"params": head, "lr": config.joint_lr * config.mos_head_lr_factor}], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.joint_steps)
     data = PushGroups(photos, AnalyticTeacher().eval(), config.joint_steps * config.joint_groups, config.crop,
                       config.joint_versions, config.seed + 101, config.min_magnitude)
