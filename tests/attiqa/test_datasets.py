@@ -95,7 +95,7 @@ def test_generic_csv_and_missing_image(tmp_path):
 
 def test_spaq_official_spreadsheet(tmp_path):
     """SPAQ: ``Annotations/MOS and Image attribute scores.xlsx`` + ``TestImage/``, MOS 0-100."""
-    spaq = pytest.importorskip("attiqa.spaq")
+    spaq = pytest.importorskip("attiqa.data.spaq")
     openpyxl = pytest.importorskip("openpyxl")
     ann = spaq.write_spaq_miniature(tmp_path, n_images=4, size=(32, 24))
     assert ann == tmp_path / "Annotations" / "MOS and Image attribute scores.xlsx"
