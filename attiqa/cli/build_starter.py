@@ -9,11 +9,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from attiqa.cli.common import stage_description
 from attiqa.training.starter import build as stage
-from attiqa.training.starter.build import build_starter
+from attiqa.training.starter.build import build_starter, fixed_threads
 from attiqa.training.starter.config import HOLDOUT_PHOTOS, StarterConfig, starter_path
 from attiqa.training.starter.photos import starter_photos
 from attiqa.training.starter.report import format_report, holdout_report
@@ -28,13 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="the seconds-long test configuration (random weights)")
     p.add_argument("--rank-steps", type=int, default=None, help="override the ranking-pretraining steps")
     p.add_argument("--joint-steps", type=int, default=None, help="override the attributes + MOS steps")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads of the build (default: the recipe's fixed count, so that every "
+                        "machine builds the same weights)")
     p.add_argument("--report", action="store_true", help="print the stored hold-out report of an existing file")
     p.add_argument("--report-crops", type=int, default=None,
                    help="with --report: recompute the hold-out report with this many crops per held-out photo")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else starter_path()
     if args.report:
         from attiqa.api import load_quality_model
@@ -46,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         report = meta["holdout_report"]
         if args.report_crops:
             cfg = meta.get("starter_config", {})
-            holdout = starter_photos(tuple(cfg.get("holdout", HOLDOUT_PHOTOS)), int(cfg.get("photo_max_side", 512)))
-            report = holdout_report(model, holdout, int(cfg.get("crop", 224)),
-                                    tuple(cfg.get("report_levels", report["levels"])), n_crops=args.report_crops)
+            holdout = starter_photos(tuple(cfg.get("holdout", HOLDOUT_PHOTOS)), int(cfg.get("photo_max_side", 400)))
+            with fixed_threads(args.threads or int(cfg.get("threads", 2))):
+                report = holdout_report(model, holdout, int(cfg.get("crop", 160)),
+                                        tuple(cfg.get("report_magnitudes", report["magnitudes"])),
+                                        n_crops=args.report_crops)
         print(format_report(report))
         cpu = meta.get("build_cpu_seconds")
         print(f"\nbuilt in {meta.get('build_seconds', float('nan')):.0f} s wall"
@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, rank_steps=args.rank_steps)
     if args.joint_steps is not None:
         config = replace(config, joint_steps=args.joint_steps)
+    if args.threads:
+        config = replace(config, threads=args.threads)
     build_starter(out, config, progress=True)
     print(f"built the starter model (not the paper's weights): {out}")
     return 0
-
 
 
 if __name__ == "__main__":

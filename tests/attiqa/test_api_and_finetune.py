@@ -190,7 +190,7 @@ def test_score_without_checkpoint_uses_cached_starter(tiny_attiqa_checkpoint, tm
 
     monkeypatch.setenv("RLISP_CACHE", str(tmp_path / "cache"))
     target = starter.starter_path()
-    assert target == tmp_path / "cache" / "attiqa" / "starter-v1.pt"
+    assert target == tmp_path / "cache" / "attiqa" / f"starter-v{starter.STARTER_VERSION}.pt"
     target.parent.mkdir(parents=True)
     shutil.copy(tiny_attiqa_checkpoint, target)
     img = _png(tmp_path / "x.png")
@@ -222,8 +222,9 @@ def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):
     assert starter.ensure_starter(progress=False) == p and len(calls) == 1  # cached
     meta = attiqa.create_metric(p).meta
     assert meta["starter"] is True and "not the paper" in meta["description"]
-    assert set(meta["holdout_report"]["mos"]) == {"blur", "noise", "jpeg", "underexposure", "overexposure",
-                                                  "desaturation", "contrast_loss"}
+    from attiqa.training.starter.pushes import DIRECTIONS
+
+    assert set(meta["holdout_report"]["mos"]) == set(DIRECTIONS)
 
 
 def test_predict_averages_five_crops(tiny_attiqa_checkpoint, tmp_path):

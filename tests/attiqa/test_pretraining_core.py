@@ -311,14 +311,14 @@ def test_short_pretraining_ranks_held_out_distortions(capsys):
     from attiqa.modeling.heads import build_model
     from attiqa.training.pretrain import train_ranking
     from attiqa.training.starter.config import BUILD_PHOTOS, HOLDOUT_PHOTOS
-    from attiqa.training.starter.photos import _random_crop, isp_variation
+    from attiqa.training.starter.photos import random_crop, isp_variation
     from attiqa.training.starter.stages import _freeze_backbone_prefix
     from attiqa.training.starter.photos import starter_photos
 
     crop = 64
     photos = list(starter_photos(BUILD_PHOTOS, 2 * crop).values())
     g = torch.Generator().manual_seed(0)
-    bases = [isp_variation(_random_crop(photos[j % len(photos)], crop, g), g, 0.5) for j in range(16)]
+    bases = [isp_variation(random_crop(photos[j % len(photos)], crop, g), g, 0.5) for j in range(16)]
     teacher, kinds = AnalyticTeacher(), list(ATTRIBUTE_DISTORTION.values())
 
     class Distorted(torch.utils.data.Dataset):
@@ -347,7 +347,7 @@ def test_short_pretraining_ranks_held_out_distortions(capsys):
             rows = []
             for photo in held:
                 for _ in range(4):
-                    base = _random_crop(photo, crop, gh, 0.6)[None]
+                    base = random_crop(photo, crop, gh, 0.6)[None]
                     imgs = torch.cat([distort(base, ATTRIBUTE_DISTORTION[attr], float(lv),
                                               torch.Generator().manual_seed(7)) for lv in levels])
                     rows.append(stats.spearmanr(levels, -model(imgs).scores[:, k].numpy())[0])

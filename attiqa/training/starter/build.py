@@ -1,37 +1,41 @@
-"""The starter ATTIQA model: a working quality reward built offline on a fresh CPU machine.
+"""The starter ATTIQA model (v2): a working quality reward built offline on a fresh CPU machine.
 
 ``python -m attiqa build-starter [--out PATH] [--force] [--tiny] [--threads N] [--report [--report-crops N]]``
 
 No CLIP weights, ImageNet or IQA dataset can be downloaded where this project is built, so
-the starter is made from what ships inside installed packages:
+the starter is made from what ships inside installed packages. The architecture is ATTIQA's:
+EfficientNet-Lite0 with its packaged ImageNet weights, five attribute heads and a MOS MLP on
+their concatenated features; the MOS is in ``(0, 1)``, higher is better.
 
-1. **Backbone**: EfficientNet-Lite0 with its packaged ImageNet weights
-   (``attiqa.modeling.heads.build_model("efficientnet_lite0", pretrained=True)``).
-2. **Attribute heads**: ranking pretraining (``attiqa.training.pretrain.train_ranking``, margin 0.1)
-   against the ``analytic`` teacher on random crops of the photos that ship with
-   scikit-image and scikit-learn, each with random ISP-like variations (exposure, white
-   balance, gamma/tone, saturation) and, for half of them, one synthetic distortion at a
-   random level. The backbone's last stages train along with the heads.
-3. **Attributes + MOS head together**: the MOS MLP sits on the heads' features and learns,
-   end to end with the trainable backbone part and the heads, to order versions of one crop
-   by synthetic distortion level (blur, noise, JPEG, under-/over-exposure, desaturation,
-   contrast loss; :mod:`attiqa.data.distortions`): a pairwise hinge between versions of the same
-   crop plus the squared error to 1 − level, next to the attribute-ranking loss that keeps
-   the heads faithful to the teacher. The score range is ``(0, 1)`` (a sigmoid output),
-   higher is better. (Fitting the MOS head alone on frozen features of a few hundred crops
-   memorises the crops and does not transfer to new photos; see ``docs/attiqa.md``.)
+1. **Attribute heads** follow the ``analytic`` teacher: ranking pretraining
+   (:func:`attiqa.training.pretrain.train_ranking`, margin 0.1) on crops of the build photos,
+   most of them pushed along one ISP axis (:mod:`~attiqa.training.starter.pushes`).
+2. **MOS head: what a good rendering of a scene looks like.** For the build photos only, each
+   crop comes with renderings pushed away from the photograph in either direction along every
+   axis the ISP can move (exposure ±, white-balance temperature ± and tint ±, contrast ±,
+   saturation ±, highlight clipping, crushed shadows, over-sharpening halos, noise, blur, JPEG,
+   and pairs of them). Each rendering's pseudo-MOS is ``1 / (1 + ΔE00 / 8 + (1 − SSIM) / 0.25)``
+   against the photograph (:func:`~attiqa.training.starter.pushes.pseudo_mos`): 1 for the photo
+   itself, lower the further it is pushed. The MOS head learns, end to end with the heads and
+   the last part of the backbone, to order the renderings of each crop like their pseudo-MOS
+   (pairwise hinge) and to match it (squared error), while the attribute-ranking loss keeps
+   the heads with the teacher. At use the model sees only the image: it is no-reference.
 
-Two photos (scikit-image ``rocket``, scikit-learn ``flower``) are held out; the build ends
-with a report on them: SROCC between distortion level and MOS per distortion type, and of
-each attribute head against its own distortion. The report is stored in the checkpoint's
-metadata (``meta["holdout_report"]``).
+The photos of the sample set's test scenes (``rocket``, ``flower``, ``coffee``) are never
+trained on; the build ends with a report on them (:mod:`~attiqa.training.starter.report`): per
+push direction, the SROCC between push magnitude and MOS (target ≥ 0.8), stored in the
+checkpoint's metadata (``meta["holdout_report"]``) and printed.
 
-The cached model lives at ``<cache>/attiqa/starter-v1.pt`` (``<cache>`` =
-``$RLISP_CACHE`` or ``~/.cache/rl-isp``); :func:`ensure_starter` builds it on first use. Its
-metadata says ``starter: True`` and "starter model, not the paper's weights".
+The build runs with a fixed number of torch threads (``StarterConfig.threads``, restored after)
+and seeded generators only, so two builds give bitwise-identical weights.
+
+The cached model lives at ``<cache>/attiqa/starter-v2.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
+``~/.cache/rl-isp``); :func:`ensure_starter` builds it on first use. Its metadata says
+``starter: True`` and "starter model, not the paper's weights".
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import asdict
@@ -40,13 +44,25 @@ from pathlib import Path
 import torch
 
 from attiqa.modeling.checkpoint import save_quality_checkpoint
-from attiqa.training.starter.config import STARTER_DESCRIPTION, STARTER_VERSION, StarterConfig, starter_path
+from attiqa.training.starter.config import (PHOTO_LICENSES, STARTER_DESCRIPTION, STARTER_VERSION, StarterConfig,
+                                            starter_path)
 from attiqa.training.starter.photos import starter_photos
 from attiqa.training.starter.report import format_report, holdout_report
 from attiqa.training.starter.stages import quality_stage, ranking_stage
 from attiqa.utils.files import file_lock
 
-__all__ = ["build_starter", "ensure_starter", "starter_path", "StarterConfig"]
+__all__ = ["build_starter", "ensure_starter", "starter_path", "StarterConfig", "fixed_threads"]
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int):
+    """Runs the block with ``torch.set_num_threads(n)`` and restores the previous count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_starter(path, config: StarterConfig | None = None, progress: bool = True) -> Path:
@@ -61,34 +77,41 @@ def build_starter(path, config: StarterConfig | None = None, progress: bool = Tr
         ``path``.
     """
     config = config or StarterConfig()
+    with fixed_threads(config.threads):
+        return _build(Path(path), config, progress)
+
+
+def _build(path: Path, config: StarterConfig, progress: bool) -> Path:
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(config.seed)
     say = (lambda msg: print(f"attiqa starter: {msg}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
     photos = list(starter_photos(config.photos, config.photo_max_side).values())
-    say(f"{len(photos)} packaged photos; ranking pretraining of the attribute heads ({config.rank_steps} steps)")
+    say(f"{len(photos)} packaged photos; ranking pretraining of the attribute heads ({config.rank_steps} steps, "
+        f"{config.threads} threads)")
     model, rank_info = ranking_stage(photos, config, progress)
     t_rank, c_rank = time.perf_counter() - t0, time.process_time() - c0
-    say(f"training attributes + MOS head on synthetic distortion levels ({config.joint_steps} steps)")
-    qmodel, mos_loss = quality_stage(model, photos, config, progress)
+    say(f"training attributes + MOS head on renderings pushed from the photos ({config.joint_steps} steps)")
+    qmodel, joint_info = quality_stage(model, photos, config, progress)
     t_mos, c_mos = time.perf_counter() - t0 - t_rank, time.process_time() - c0 - c_rank
     holdout = starter_photos(config.holdout, config.photo_max_side)
-    report = holdout_report(qmodel, holdout, config.crop, config.report_levels)
+    report = holdout_report(qmodel, holdout, config.crop, config.report_magnitudes, n_crops=config.report_crops)
     build_s, build_cpu = time.perf_counter() - t0, time.process_time() - c0
-    cfg = asdict(config)
-    extra = {"starter_version": STARTER_VERSION, "starter_config": cfg, "holdout_report": report,
-             "build_seconds": build_s, "build_cpu_seconds": build_cpu, "torch_threads": torch.get_num_threads(),
+    plain = lambda d: {k: v for k, v in (d or {}).items() if isinstance(v, (int, float, str))}  # noqa: E731
+    extra = {"starter_version": STARTER_VERSION, "starter_config": asdict(config), "holdout_report": report,
+             "photo_licenses": {p: PHOTO_LICENSES.get(p, "") for p in (*config.photos, *config.holdout)},
+             "build_seconds": build_s, "build_cpu_seconds": build_cpu, "torch_threads": config.threads,
              "stage_seconds": {"ranking": t_rank, "mos_head": t_mos, "report": build_s - t_rank - t_mos},
              "stage_cpu_seconds": {"ranking": c_rank, "mos_head": c_mos, "report": build_cpu - c_rank - c_mos},
-             "mos_head_final_loss": mos_loss,
-             "ranking_info": {k: v for k, v in (rank_info or {}).items() if isinstance(v, (int, float, str))},
-             "score_note": "MOS in (0, 1): 1 = undistorted, 0 = the strongest synthetic distortion"}
+             "ranking_info": plain(rank_info), "joint_info": plain(joint_info),
+             "score_note": "MOS in (0, 1): 1 = a rendering like the photograph's own; lower = further from it "
+                           "(pseudo-MOS 1 / (1 + mean dE2000 / 8 + (1 - SSIM) / 0.25))"}
     description = STARTER_DESCRIPTION if config.pretrained else \
         "starter model, not the paper's weights (tiny test configuration, random backbone weights)"
     save_quality_checkpoint(path, qmodel, starter=True, description=description, extra=extra)
-    say(f"saved {path} in {build_s:.0f} s (CPU time {build_cpu:.0f} s on {torch.get_num_threads()} threads)")
+    say(f"saved {path} in {build_s:.0f} s (CPU time {build_cpu:.0f} s on {config.threads} threads)")
     if progress:
         print(format_report(report), file=sys.stderr)
-    return Path(path)
+    return path
 
 
 def ensure_starter(progress: bool = True) -> Path:
@@ -99,12 +122,9 @@ def ensure_starter(progress: bool = True) -> Path:
     path = starter_path()
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(path.name + ".lock")):
         if not path.is_file():
-            print(f"attiqa: building the ATTIQA starter model at {path} (first use, about 5-8 minutes on a "
+            print(f"attiqa: building the ATTIQA starter model at {path} (first use, about 4 minutes on a "
                   "2-core CPU). It is a starter model, not the paper's weights.", file=sys.stderr, flush=True)
             build_starter(path, StarterConfig(), progress=progress)
     return path
-
-

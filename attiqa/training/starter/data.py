@@ -1,19 +1,28 @@
-"""Datasets of the starter's training stages: crops of the packaged photos with teacher labels."""
+"""Datasets of the starter's training stages: crops of the build photos and renderings pushed from them."""
 from __future__ import annotations
 
 import torch
 
-from attiqa.training.starter.photos import _distort, _random_crop, isp_variation
+from attiqa.training.starter.photos import random_crop
+from attiqa.training.starter.pushes import DIRECTIONS, TWO_SIDED, pseudo_mos, push
+
+__all__ = ["RankingData", "PushGroups"]
+
+_ONE_SIDED = tuple(d for d in DIRECTIONS if not any(d in pair for pair in TWO_SIDED.values()))
 
 
-class _RankingData(torch.utils.data.Dataset):
-    """Crops with ISP variations (and half of them one distortion), labelled by the teacher."""
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=g))
+
+
+class RankingData(torch.utils.data.Dataset):
+    """Crops of the build photos, each pushed along one random direction, labelled by the teacher.
+
+    Item ``i`` -> ``(image (3, c, c), teacher scores (5,))``; a fifth of the crops stay as they are.
+    """
 
     def __init__(self, photos: list[torch.Tensor], teacher, n: int, crop: int, seed: int):
-        from attiqa.data.distortions import DISTORTIONS
-
         self.photos, self.teacher, self.n, self.crop, self.seed = photos, teacher, n, crop, seed
-        self.kinds = list(DISTORTIONS)
 
     def __len__(self):
         return self.n
@@ -22,41 +31,56 @@ class _RankingData(torch.utils.data.Dataset):
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(self.seed * 7919 + i)
         photo = self.photos[int(torch.randint(0, len(self.photos), (1,), generator=g))]
-        x = isp_variation(_random_crop(photo, self.crop, g), g)
-        if float(torch.rand((), generator=g)) < 0.5:
-            kind = self.kinds[int(torch.randint(0, len(self.kinds), (1,), generator=g))]
-            x = _distort(x, kind, float(torch.rand((), generator=g)), g)
-        return x, self.teacher(x[None])[0].float()
+        x = random_crop(photo, self.crop, g)[None]
+        if float(torch.rand((), generator=g)) > 0.2:
+            d = DIRECTIONS[int(torch.randint(0, len(DIRECTIONS), (1,), generator=g))]
+            x = push(x, d, _uniform(g, 0.05, 1.0), g)
+        return x[0], self.teacher(x)[0].float()
 
 
-class _GroupData(torch.utils.data.Dataset):
-    """Groups of versions of one crop: the clean crop first, then distortions at random levels.
+class PushGroups(torch.utils.data.Dataset):
+    """Groups of renderings of one crop of a build photo: the photo's own first, then pushes.
 
-    Item ``i`` -> ``(images (V, 3, c, c), teacher labels (V, 5), levels (V,))``; each group draws
-    its versions from two distortion types, so it holds short ladders of one kind as well as
-    comparisons across kinds.
+    Group ``i`` holds, after the photo's crop: both directions of one two-sided axis (each at its
+    own magnitude), one one-sided direction, then random directions, and last a combination of
+    two random directions (an ISP is often wrong on several axes at once). The axes cycle with
+    ``i`` so that every direction is drawn equally often. Magnitudes are uniform in
+    ``[min_magnitude, 1]``.
+
+    Item ``i`` -> ``(images (V, 3, c, c), teacher scores (V, 5), pseudo-MOS (V,))`` with the
+    pseudo-MOS of :func:`attiqa.training.starter.pushes.pseudo_mos` (1 for the photo).
     """
 
-    def __init__(self, photos, teacher, n: int, crop: int, versions: int, seed: int, isp_strength: float = 0.5):
-        from attiqa.data.distortions import DISTORTIONS
-
+    def __init__(self, photos: list[torch.Tensor], teacher, n: int, crop: int, versions: int, seed: int,
+                 min_magnitude: float = 0.05):
+        if versions < 2:
+            raise ValueError("a group needs the photo and at least one push")
         self.photos, self.teacher, self.n, self.crop, self.versions = photos, teacher, n, crop, versions
-        self.seed, self.kinds, self.isp_strength = seed, list(DISTORTIONS), isp_strength
+        self.seed, self.min_magnitude = seed, min_magnitude
 
     def __len__(self):
         return self.n
+
+    def directions(self, i: int, g: torch.Generator) -> list[list[str]]:
+        """The push directions of group ``i`` (one list per rendering after the photo)."""
+        axes = list(TWO_SIDED.values())
+        plan = [[d] for d in axes[i % len(axes)]] + [[_ONE_SIDED[i % len(_ONE_SIDED)]]]
+        while len(plan) < self.versions - 2:
+            plan.append([DIRECTIONS[int(torch.randint(0, len(DIRECTIONS), (1,), generator=g))]])
+        pick = torch.randperm(len(DIRECTIONS), generator=g)[:2].tolist()
+        plan.append([DIRECTIONS[k] for k in pick])
+        return plan[:self.versions - 1]
 
     @torch.no_grad()
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(self.seed * 104729 + 31 * i + 5)
         photo = self.photos[int(torch.randint(0, len(self.photos), (1,), generator=g))]
-        base = isp_variation(_random_crop(photo, self.crop, g), g, strength=self.isp_strength)
-        pair = torch.randperm(len(self.kinds), generator=g)[:2].tolist()
-        imgs, levels = [base], [0.0]
-        for j in range(1, self.versions):
-            kind = self.kinds[pair[j % 2]]
-            level = 0.1 + 0.9 * float(torch.rand((), generator=g))
-            imgs.append(_distort(base, kind, level, g))
-            levels.append(level)
-        x = torch.stack(imgs)
-        return x, self.teacher(x).float(), torch.tensor(levels)
+        base = random_crop(photo, self.crop, g)[None]
+        imgs = [base]
+        for dirs in self.directions(i, g):
+            x = base
+            for d in dirs:
+                x = push(x, d, _uniform(g, self.min_magnitude, 1.0), g)
+            imgs.append(x)
+        x = torch.cat(imgs)
+        return x, self.teacher(x).float(), pseudo_mos(base, x).float()

@@ -1,4 +1,11 @@
-"""The packaged photographs the starter learns from, and the renderings made of them."""
+"""The packaged photographs the starter learns from: loading, scenes, crops and random renderings.
+
+A photo is named ``"SOURCE:NAME"``: ``skimage:astronaut`` (``skimage.data.astronaut()``),
+``skimage:motorcycle_left`` / ``_right`` (the two views of ``stereo_motorcycle``),
+``sklearn:china`` (``load_sample_image("china.jpg")``), ``matplotlib:grace_hopper``
+(``mpl-data/sample_data/grace_hopper.jpg``). :func:`photo_scene` names the scene a photo shows,
+in the spelling of ``isp.sample_data`` (both motorcycle views are one scene).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +14,7 @@ import torch.nn.functional as F
 
 from attiqa.utils.color import linear_to_srgb, srgb_to_linear
 
-__all__ = ["starter_photos", "isp_variation"]
+__all__ = ["starter_photos", "photo_scene", "isp_variation", "random_crop"]
 
 
 def _load_photo(spec: str) -> np.ndarray:
@@ -15,14 +22,29 @@ def _load_photo(spec: str) -> np.ndarray:
     if source == "skimage":
         import skimage.data as data
 
-        if name == "motorcycle":
-            return data.stereo_motorcycle()[0]
+        if name in ("motorcycle", "motorcycle_left", "motorcycle_right"):
+            return data.stereo_motorcycle()[1 if name.endswith("right") else 0]
         return getattr(data, name)()
     if source == "sklearn":
         from sklearn.datasets import load_sample_image
 
         return load_sample_image(f"{name}.jpg")
+    if source == "matplotlib":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data(f"{name}.jpg", asfileobj=False)) as im:
+            return np.asarray(im.convert("RGB"))
     raise ValueError(f"unknown photo source {spec!r}")
+
+
+def photo_scene(spec: str) -> str:
+    """The scene a photo shows, spelt as in ``isp.sample_data`` (``"skimage:motorcycle_left"`` ->
+    ``"motorcycle"``, ``"matplotlib:grace_hopper"`` -> ``"grace-hopper"``)."""
+    name = spec.split(":", 1)[1]
+    if name.startswith("motorcycle"):
+        return "motorcycle"
+    return name.replace("_", "-")
 
 
 def starter_photos(specs, max_side: int) -> dict[str, torch.Tensor]:
@@ -65,7 +87,7 @@ def isp_variation(img: torch.Tensor, g: torch.Generator, strength: float = 1.0) 
     return (grey + sat * (out - grey)).clamp(0, 1)
 
 
-def _random_crop(img: torch.Tensor, crop: int, g: torch.Generator, min_scale: float = 0.45) -> torch.Tensor:
+def random_crop(img: torch.Tensor, crop: int, g: torch.Generator, min_scale: float = 0.45) -> torch.Tensor:
     """A random square crop covering ``min_scale``-1 of the shorter side, resized to ``crop``."""
     _, h, w = img.shape
     short = min(h, w)

@@ -1,0 +1,168 @@
+"""The starter model v2: pushes, pseudo-MOS, photo lists, determinism and that the recipe learns."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attiqa.training.starter.config import BUILD_PHOTOS, HOLDOUT_PHOTOS, PHOTO_LICENSES, StarterConfig
+from attiqa.training.starter.photos import photo_scene, random_crop, starter_photos
+from attiqa.training.starter.pushes import DIRECTIONS, TWO_SIDED, perceptual_distance, pseudo_mos, push, ssim
+from attiqa.utils.color import delta_e_2000, srgb_to_lab
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """A 96 px crop of a held-out photo (float32, (1, 3, 96, 96))."""
+    photo = starter_photos(["skimage:rocket"], 192)["skimage:rocket"]
+    return random_crop(photo, 96, torch.Generator().manual_seed(0), min_scale=0.8)[None]
+
+
+# --------------------------------------------------------------------------------------------- colour
+
+
+def test_lab_and_ciede2000_match_scikit_image():
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 9, 11, generator=g, dtype=torch.float64)
+    b = (a + 0.3 * torch.randn(a.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    a[0, :, 0, 0] = b[0, :, 0, 0] = 0.5  # achromatic pair: the hue special case
+    b[1, :, 0, 0] = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64)
+    ref_a = np.stack([rgb2lab(x.permute(1, 2, 0).numpy()) for x in a])
+    ref_b = np.stack([rgb2lab(x.permute(1, 2, 0).numpy()) for x in b])
+    lab_a, lab_b = srgb_to_lab(a), srgb_to_lab(b)
+    np.testing.assert_allclose(lab_a.permute(0, 2, 3, 1).numpy(), ref_a, atol=1e-3)
+    got = delta_e_2000(lab_a, lab_b).numpy()
+    np.testing.assert_allclose(got, deltaE_ciede2000(ref_a, ref_b), atol=1e-3)
+    assert got[0, 0, 0] == 0 and got.mean() > 5
+
+
+def test_ciede2000_on_sharma_reference_pairs():
+    """Pairs 1, 7 and 17 of Sharma, Wu & Dalal (2005), Table 1, with their published ΔE00."""
+    lab1 = torch.tensor([[50.0, 2.6772, -79.7751], [50.0, 0.0, 0.0], [50.0, 2.5, 0.0]], dtype=torch.float64)
+    lab2 = torch.tensor([[50.0, 0.0, -82.7485], [50.0, -1.0, 2.0], [73.0, 25.0, -18.0]], dtype=torch.float64)
+    got = delta_e_2000(lab1.T.reshape(1, 3, 1, 3), lab2.T.reshape(1, 3, 1, 3)).flatten()
+    np.testing.assert_allclose(got.numpy(), [2.0425, 2.3669, 27.1492], atol=1e-4)
+
+
+def test_ssim_matches_scikit_image():
+    from skimage.metrics import structural_similarity
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 1, 31, 40, generator=g, dtype=torch.float64)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ref = [structural_similarity(x[i, 0].numpy(), y[i, 0].numpy(), gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False, data_range=1.0) for i in range(3)]
+    np.testing.assert_allclose(ssim(x, y).numpy(), ref, atol=1e-10)
+    assert torch.allclose(ssim(x, x), torch.ones(3, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------------------------- pushes
+
+
+def test_every_push_is_identity_at_zero_and_stays_in_range(crop):
+    for d in DIRECTIONS:
+        assert torch.equal(push(crop, d, 0.0), crop), d
+        out = push(crop, d, 1.0, torch.Generator().manual_seed(0))
+        assert out.shape == crop.shape and out.min() >= 0 and out.max() <= 1, d
+    with pytest.raises(ValueError, match="unknown push direction"):
+        push(crop, "sepia", 0.5)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_pseudo_mos_falls_with_push_magnitude(crop, direction):
+    mags = [0.0, 0.25, 0.5, 0.75, 1.0]
+    imgs = torch.cat([push(crop, direction, m, torch.Generator().manual_seed(3)) for m in mags])
+    q = pseudo_mos(crop, imgs)
+    assert q[0] == pytest.approx(1.0, abs=1e-6)
+    assert bool((q[1:] < q[:-1]).all()), (direction, q.tolist())
+    assert q[-1] < 0.75, (direction, q.tolist())  # the strongest push is a clearly worse rendering
+
+
+def test_two_sided_axes_move_opposite_ways(crop):
+    lin = lambda x: x.mean(dim=(0, 2, 3))  # noqa: E731 - per-channel means
+    base = lin(crop)
+    assert push(crop, "exposure+", 0.5).mean() > crop.mean() > push(crop, "exposure-", 0.5).mean()
+    warm, cool = lin(push(crop, "warm", 0.5)), lin(push(crop, "cool", 0.5))
+    assert warm[0] / warm[2] > base[0] / base[2] > cool[0] / cool[2]
+    mag, green = lin(push(crop, "magenta", 0.5)), lin(push(crop, "green", 0.5))
+    assert green[1] > base[1] > mag[1]
+    assert push(crop, "contrast+", 0.5).std() > crop.std() > push(crop, "contrast-", 0.5).std()
+    chroma = lambda x: (x - x.mean(1, keepdim=True)).abs().mean()  # noqa: E731
+    assert chroma(push(crop, "saturation+", 0.5)) > chroma(crop) > chroma(push(crop, "saturation-", 0.5))
+    assert set(TWO_SIDED) == {"exposure", "temperature", "tint", "contrast", "saturation"}
+
+
+def test_distance_terms_see_what_they_are_for(crop):
+    """ΔE00 carries the colour casts, SSIM the structural errors (why the pseudo-MOS sums both)."""
+    de_cast, s_cast = perceptual_distance(crop, push(crop, "warm", 0.6))
+    de_blur, s_blur = perceptual_distance(crop, push(crop, "blur", 0.6))
+    assert de_cast > 2 * de_blur and (1 - s_blur) > 5 * (1 - s_cast)
+
+
+# --------------------------------------------------------------------------------------------- photos
+
+
+def test_build_photos_are_disjoint_from_the_test_scenes():
+    build = {photo_scene(p) for p in BUILD_PHOTOS}
+    holdout = {photo_scene(p) for p in HOLDOUT_PHOTOS}
+    assert holdout == {"rocket", "flower", "coffee"}
+    assert not build & holdout
+    assert set(PHOTO_LICENSES) >= set(BUILD_PHOTOS) | set(HOLDOUT_PHOTOS)
+    assert not any(s in p for p in BUILD_PHOTOS for s in ("hubble", "immunohistochemistry", "retina"))
+    import isp.sample_data as sample_data
+
+    assert not build & set(sample_data.TEST_SCENES)
+    assert holdout == set(sample_data.TEST_SCENES)
+
+
+def test_every_photo_loads():
+    photos = starter_photos((*BUILD_PHOTOS, *HOLDOUT_PHOTOS), 64)
+    assert list(photos) == [*BUILD_PHOTOS, *HOLDOUT_PHOTOS]
+    for name, img in photos.items():
+        assert img.shape[0] == 3 and abs(max(img.shape[1:]) - 64) <= 1 and 0.05 < float(img.mean()) < 0.95, name
+    left, right = photos["skimage:motorcycle_left"], photos["skimage:motorcycle_right"]
+    assert not torch.equal(left, right)
+
+
+# --------------------------------------------------------------------------------------------- builds
+
+
+def test_tiny_build_is_bitwise_deterministic_and_restores_threads(tmp_path):
+    from attiqa.training.starter.build import build_starter
+
+    torch.set_num_threads(1)
+    paths = [build_starter(tmp_path / f"s{i}.pt", StarterConfig.tiny(), progress=False) for i in range(2)]
+    assert torch.get_num_threads() == 1
+    a, b = (torch.load(p, weights_only=True) for p in paths)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert a["meta"]["holdout_report"] == b["meta"]["holdout_report"]
+    assert a["meta"]["starter_version"] == 2 and a["meta"]["torch_threads"] == 1
+    assert set(a["meta"]["holdout_report"]["mos"]) == set(DIRECTIONS)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="issue 13 open: at StarterConfig.small() the v2 MOS is still nearly flat "
+                   "(differences of 0.001-0.01), so exposure+/saturation+ of held-out crops do not rank below the "
+                   "photo on every scene; the full build does (exposure+ 83 %, saturation+ 100 % below the photo)")
+def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
+    """The v2 recipe, cut to seconds, learns on build photos that over-exposure and over-saturation
+    of photos it never saw are worse renderings than the photos themselves."""
+    import attiqa
+    from attiqa.training.starter.build import build_starter
+
+    path = build_starter(tmp_path / "small.pt", StarterConfig.small(), progress=False)
+    metric = attiqa.create_metric(path)
+    photos = starter_photos(HOLDOUT_PHOTOS, 192)
+    g = torch.Generator().manual_seed(7)
+    wins = []
+    with torch.no_grad():
+        for photo in photos.values():
+            base = random_crop(photo, 96, g, min_scale=0.7)[None]
+            batch = torch.cat([base, push(base, "exposure+", 0.6), push(base, "saturation+", 0.8)])
+            mos = metric(batch)
+            wins += [bool(mos[0] > mos[1]), bool(mos[0] > mos[2])]
+    assert all(wins), wins
