@@ -80,3 +80,25 @@ def test_detail_term_mixes_the_scores(sample_root):
         d = reward(mixed.render_detail(list(range(len(images))), torch.as_tensor(unit)))
     np.testing.assert_allclose(a.normalized, 0.5 * b.normalized + 0.5 * d.normalized.numpy(), atol=1e-6)
     np.testing.assert_allclose(a.attributes, b.attributes, atol=1e-6)  # observations come from the view
+
+
+def test_observation_tells_an_under_from_an_over_exposed_capture(tmp_path):
+    """The same scene under- and over-exposed: the agent's observation of the neutral rendering differs."""
+    from envs.isp_tuning import observe
+    from isp import sample_data as sd
+
+    photo = sd.scene_image("chelsea", max_side=256)
+    photo = np.ascontiguousarray(photo[: photo.shape[0] // 2 * 2, : photo.shape[1] // 2 * 2])
+    raws = []
+    for name, ev in (("under", -1.5), ("over", 0.8)):
+        mosaic, info = sd.unprocess(photo, sd.CAMERAS[0], np.random.default_rng(0), ev_error=ev)
+        raws.append(isp.read_raw(sd.write_dng(tmp_path / f"{name}.dng", mosaic, sd.CAMERAS[0], info)))
+    views = [whole_view(r, (64, 96)) for r in raws]
+    core = TuningCore(ImageSet(views, ["under", "over"], (64, 96)), create_reward("analytic"), thumb_size=4, hist_bins=16)
+    res = core.evaluate([0, 1], np.zeros((2, isp.NUM_PARAMS), np.float32))
+    obs = observe(res, np.zeros((2, isp.NUM_PARAMS), np.float32), 0, 1)
+    thumb, hist = obs[:, : 3 * 16], obs[:, 3 * 16 : 3 * 16 + 16]
+    assert thumb[1].mean() > thumb[0].mean() + 0.1  # the over-exposed rendering is brighter ...
+    lum = np.arange(16)
+    assert (hist[1] * lum).sum() > (hist[0] * lum).sum() + 2  # ... and its histogram lies higher
+    np.testing.assert_allclose(hist.sum(axis=1), 1.0, atol=1e-5)
