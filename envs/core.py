@@ -277,7 +277,7 @@ def load_image_set(
                 win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
                 details += [win] * (len(raws) - n_before)
         except (isp.RawError, OSError) as exc:  # a broken or unreadable file in a FiveK root (RAW folders skip them in load_split)
-            from isp.exit_codes import describe
+            from rlisp_common.exit_codes import describe
 
             del raws[n_before:], ids[n_before:], flips[n_before:], sources[n_before:]
             skipped.append((e.dng, exc))

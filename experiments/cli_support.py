@@ -1,13 +1,13 @@
 """What the experiments commands share for bad inputs: loading an agent's run folder with one
 clear line on failure, and removing temporary files a killed earlier run left behind.
 
-Exit codes and the ``error: <file>: <cause>`` lines come from :mod:`isp.exit_codes`.
+Exit codes and the ``error: <file>: <cause>`` lines come from :mod:`rlisp_common.exit_codes`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from isp.exit_codes import EXIT_INTERNAL, InputError, describe
+from rlisp_common.exit_codes import EXIT_INTERNAL, InputError, describe
 
 __all__ = ["load_agent", "remove_stale_temp"]
 

@@ -24,7 +24,7 @@ our rendering (orientation, size). It writes under ``--out``:
 
 Every image that fails (missing, unreadable or corrupt RAW/TIFF) is reported in one line
 ``error: <file>: <cause>`` and the others are exported; hidden temporary files of an earlier,
-killed run are removed first. Exit status (``isp.exit_codes``): 0 on success, else the first
+killed run are removed first. Exit status (``rlisp_common.exit_codes``): 0 on success, else the first
 failure's code (2 bad arguments or nothing to export, 3 missing path, 4 permission denied, 5
 unreadable or invalid input, 6 refused unsafe content such as a pickled agent).
 """
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    from isp.exit_codes import EXIT_USAGE, Failures, InputError, describe, error_line
+    from rlisp_common.exit_codes import EXIT_USAGE, Failures, InputError, describe, error_line
 
     from experiments.cli_support import load_agent, remove_stale_temp
 

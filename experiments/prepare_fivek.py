@@ -17,7 +17,7 @@ What it writes, under ``ROOT/splits/`` (format: :func:`isp.fivek.read_split_file
 ``random_seed<S>.txt`` for each ``--seeds`` value (a seeded random ``--test-fraction`` as test).
 Images whose DNG is unusable are left out of every split. ``--report FILE`` writes the check as
 JSON. Each unusable file is also one line ``error: <file>: <cause>`` on stderr (permission denied
-is said as such). Exit status (``isp.exit_codes``): 0 when every DNG and expert TIFF is usable,
+is said as such). Exit status (``rlisp_common.exit_codes``): 0 when every DNG and expert TIFF is usable,
 else the first unusable file's code (4 permission denied, 5 unreadable or corrupt; the splits are
 still written without them; ``--allow-errors`` makes that 0); 3 when ROOT does not exist or is
 not an MIT-Adobe-5K root.
@@ -40,13 +40,13 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 class Problem(str):
-    """A problem description that also carries its exit code (``isp.exit_codes``)."""
+    """A problem description that also carries its exit code (``rlisp_common.exit_codes``)."""
 
     code = 5
 
     @classmethod
     def of(cls, exc: BaseException) -> "Problem":
-        from isp.exit_codes import describe
+        from rlisp_common.exit_codes import describe
 
         code, cause = describe(exc, getattr(exc, "filename", None))
         out = cls(cause)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fivek.scan(args.root)
     except OSError as exc:
-        from isp.exit_codes import error_line
+        from rlisp_common.exit_codes import error_line
 
         print(error_line(None, exc), file=sys.stderr)
         return Problem.of(exc).code

@@ -19,7 +19,7 @@ renders the same image again, bit for bit, or a hand-edited copy of it. Existing
 skipped (resumable) unless ``--overwrite``; hidden temporary files of an earlier, killed run are
 removed. Every input that cannot be used (missing, permission denied, not a RAW, truncated, a
 folder without RAW files) is reported in one line ``error: <file>: <cause>`` and the others are
-rendered. Exit status (``isp.exit_codes``): 0 all rendered, else the first failure's code: 2 bad
+rendered. Exit status (``rlisp_common.exit_codes``): 0 all rendered, else the first failure's code: 2 bad
 arguments, 3 missing path, 4 permission denied, 5 unreadable or invalid input (also a bad
 --params file), 6 refused unsafe content (a pickled agent).
 """
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def find_raws(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str, int]]]:
     """Expand files/folders into a sorted, de-duplicated list of RAW files; also return the
     problems as ``(path, cause, exit code)``."""
-    from isp.exit_codes import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_PERMISSION
+    from rlisp_common.exit_codes import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_PERMISSION
 
     found: list[Path] = []
     problems: list[tuple[Path, str, int]] = []
@@ -141,7 +141,7 @@ def load_params(spec: str):
 
     if spec == "default":
         return isp.neutral_params(1)[0]
-    from isp.exit_codes import EXIT_MISSING, InputError
+    from rlisp_common.exit_codes import EXIT_MISSING, InputError
 
     path = Path(spec)
     if not path.exists():
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from isp.cpu import tune_allocator
 
     tune_allocator()  # reuse freed image buffers instead of faulting in fresh pages
-    from isp.exit_codes import EXIT_USAGE, Failures, InputError, error_line
+    from rlisp_common.exit_codes import EXIT_USAGE, Failures, InputError, error_line
 
     from experiments.cli_support import load_agent, remove_stale_temp
 

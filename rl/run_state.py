@@ -323,7 +323,7 @@ def restore_run_state(model, venv, ckpt: Checkpoint | str | Path) -> tuple[int, 
     """
     from stable_baselines3.common.save_util import load_from_zip_file
 
-    from isp.exit_codes import InputError
+    from rlisp_common.exit_codes import InputError
 
     folder = ckpt.path if isinstance(ckpt, Checkpoint) else Path(ckpt)
     try:  # weights_only=True inside; a pickled payload is refused, not run

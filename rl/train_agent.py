@@ -92,8 +92,8 @@ def resolve_config(args) -> dict:
 
 def main(argv=None) -> int:
     """Runs :func:`run`; a bad input (data, checkpoint, config, agent) ends in one ``error:`` line
-    naming the file and the cause, with the project's exit code (``isp.exit_codes``)."""
-    from isp.exit_codes import EXIT_INTERNAL, EXIT_USAGE, describe, error_line
+    naming the file and the cause, with the project's exit code (``rlisp_common.exit_codes``)."""
+    from rlisp_common.exit_codes import EXIT_INTERNAL, EXIT_USAGE, describe, error_line
 
     try:
         return run(argv)
@@ -123,7 +123,7 @@ def _overrides(items):
 
 def _read(path, reader):
     """``reader(path)``, its failure reported as a bad input of ``path``."""
-    from isp.exit_codes import InputError
+    from rlisp_common.exit_codes import InputError
 
     try:
         return reader(path)
@@ -163,7 +163,7 @@ def run(argv=None) -> int:
         wrap_env,
     )
 
-    from isp.exit_codes import EXIT_INTERRUPTED, InputError, describe
+    from rlisp_common.exit_codes import EXIT_INTERRUPTED, InputError, describe
 
     args = parse_args(argv)
     if args.threads:

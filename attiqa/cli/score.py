@@ -9,7 +9,7 @@ Each image is scored whole (``QualityMetric.score_paths``). Images whose longer 
 files (an 8000 x 8000 PNG would need ~16 GB of activations); images whose shorter side is below
 ``--min-side`` (default 32 px) are refused. An input that cannot be scored (missing, permission
 denied, not an image, truncated, too small) is one line ``attiqa score: error: <file>: <cause>``
-and the other inputs are still scored. Exit status (``attiqa.utils.exit_codes``): 0 all scored,
+and the other inputs are still scored. Exit status (``rlisp_common.exit_codes``): 0 all scored,
 else the first failure's code (3 missing, 4 permission denied, 5 unreadable/invalid/too small,
 6 refused checkpoint with pickled objects).
 """
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from attiqa.api import create_metric, expand_image_paths
-    from attiqa.utils.exit_codes import InputError, describe, error_line
-    from attiqa.utils.exit_codes import Failures
+    from rlisp_common.exit_codes import InputError, describe, error_line
+    from rlisp_common.exit_codes import Failures
 
     failures = Failures(prefix="attiqa score: error")
     paths = []
@@ -99,7 +99,7 @@ def check_image_size(path, min_side: int = DEFAULT_MIN_SIDE) -> None:
     """Refuses an image whose shorter side is below ``min_side`` px (read from its header only)."""
     from PIL import Image, UnidentifiedImageError
 
-    from attiqa.utils.exit_codes import InputError
+    from rlisp_common.exit_codes import InputError
 
     try:
         with Image.open(path) as im:

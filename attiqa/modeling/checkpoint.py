@@ -69,7 +69,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, permission: one message, its own exit code
-        from attiqa.utils.exit_codes import EXIT_BAD_INPUT, InputError, describe
+        from rlisp_common.exit_codes import EXIT_BAD_INPUT, InputError, describe
 
         code, cause = describe(exc, path)
         if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes

@@ -161,16 +161,18 @@ def test_score_cli_folders_and_errors(tiny_attiqa_checkpoint, tmp_path, capsys):
     rc, out, err = _cli(["score", str(paths[0]), *ck], capsys)  # the plain-text table
     assert rc == 0 and "mos=" in out and "sharpness=" in out
 
-    def fails(argv, message):
+    from rlisp_common.exit_codes import EXIT_BAD_INPUT, EXIT_MISSING
+
+    def fails(argv, message, code=EXIT_BAD_INPUT):
         rc, out, err = _cli(["score", *argv], capsys)
-        assert rc == 1, (argv, out, err)
+        assert rc == code, (argv, out, err)
         lines = [line for line in err.splitlines() if "error" in line]
         assert len(lines) == 1 and message in lines[0], err
 
-    fails([str(tmp_path / "none.png"), *ck], "no such file")
+    fails([str(tmp_path / "none.png"), *ck], "no such file", EXIT_MISSING)
     (tmp_path / "fake.png").write_bytes(b"\x89PNG not really")
     fails([str(tmp_path / "fake.png"), *ck], "not a readable image")
-    fails([str(paths[0]), "--checkpoint", str(tmp_path / "nope.pt")], "not found")
+    fails([str(paths[0]), "--checkpoint", str(tmp_path / "nope.pt")], "not found", EXIT_MISSING)
     from attiqa.modeling.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(tiny_attiqa_checkpoint)

@@ -1,6 +1,6 @@
 """The bad-input corpus: generated broken files run through every CLI as a subprocess.
 
-Each case asserts the exit code (``isp.exit_codes`` / ``attiqa.utils.exit_codes``), one
+Each case asserts the exit code (``rlisp_common.exit_codes``), one
 ``error:`` line on stderr naming the file and the real cause, no traceback, no marker file from a
 poisoned payload, and that the good files given beside the bad ones were processed.
 

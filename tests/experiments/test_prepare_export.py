@@ -62,7 +62,7 @@ def test_prepare_sample_set(sample_root, tmp_path):
 def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     root, bad_id, no_tiff_id = faulty_root
     proc = run("prepare_fivek.py", root, "--report", tmp_path / "r.json", "--no-progress")
-    assert proc.returncode == 5, proc.stdout + proc.stderr  # isp.exit_codes.EXIT_BAD_INPUT
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # rlisp_common.exit_codes.EXIT_BAD_INPUT
     report = json.loads((tmp_path / "r.json").read_text())
     errors = {(e["kind"], e.get("id")) for e in report["errors"]}
     assert errors == {("bad_dng", bad_id)}
@@ -81,7 +81,7 @@ def test_prepare_planted_faults(faulty_root, tmp_path, capsys):
     assert rc == 0
     assert {e["id"] for e in json.loads((tmp_path / "r2.json").read_text())["errors"]} == {bad_id}
     capsys.readouterr()
-    assert P.main([str(tmp_path / "nowhere")]) == 3  # isp.exit_codes.EXIT_MISSING
+    assert P.main([str(tmp_path / "nowhere")]) == 3  # rlisp_common.exit_codes.EXIT_MISSING
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -203,7 +203,7 @@ def test_export_pairs_bad_inputs(sample_root, tmp_path, capsys):
 
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"no_such_param": 1.0}')
-    cases = [  # exit codes of isp.exit_codes: 5 invalid input, 3 missing path
+    cases = [  # exit codes of rlisp_common.exit_codes: 5 invalid input, 3 missing path
         (["--params", str(unknown), "--fivek", str(sample_root)], "no_such_param", 5),
         (["--params", "default", "--fivek", str(tmp_path)], "MIT-Adobe-5K", 3),
         (["--run", str(tmp_path / "no_run"), "--fivek", str(sample_root)], "no_run", 3),

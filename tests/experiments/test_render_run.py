@@ -58,7 +58,7 @@ def test_render_run_16bit_tiff(tiny_run, inputs, tmp_path, best_rotation):
     proc = render("--run", tiny_run, folder, "--out", out, "--format", "tif", "--bits", 16, "--max-side", 96,
                   "--batch-size", 2, "--quiet")
     # The truncated DNG fails with one clear line; every other file is rendered.
-    assert proc.returncode == 5, proc.stdout + proc.stderr  # isp.exit_codes.EXIT_BAD_INPUT
+    assert proc.returncode == 5, proc.stdout + proc.stderr  # rlisp_common.exit_codes.EXIT_BAD_INPUT
     assert "error:" in proc.stderr and "a0999-broken" in proc.stderr and "Traceback" not in proc.stderr
     assert "rendered 4, skipped 0 existing, failed 1" in proc.stdout
     predictor = AgentParamsPredictor.load(tiny_run)

@@ -42,7 +42,7 @@ def test_default_folder_renders_good_files_and_reports_bad_ones(inputs, tmp_path
     out = tmp_path / "out"
     rc = render.main(["--params", "default", str(folder), "--out", str(out), "--max-side", "96"])
     cap = capsys.readouterr()
-    assert rc == 5  # some files failed: unreadable input (isp.exit_codes.EXIT_BAD_INPUT)
+    assert rc == 5  # some files failed: unreadable input (rlisp_common.exit_codes.EXIT_BAD_INPUT)
     assert "error:" in cap.err and "z-broken.dng" in cap.err and "z-fake.dng" in cap.err
     assert "truncated or corrupt" in cap.err and "not a RAW" in cap.err
     assert "render:" in cap.err and "5/5" in cap.err  # the tqdm progress bar counted every file

@@ -15,8 +15,8 @@ exits with the code of the first failure's kind:
 | 6 | refused unsafe content: pickled objects (code) in a checkpoint or agent, a Python tag in YAML; nothing of it ran |
 | 130 | interrupted (Ctrl-C) |
 
-``isp`` and ``attiqa`` never import each other, so ``attiqa/utils/exit_codes.py`` holds the same
-table (a test checks that both agree); ``envs``, ``rl`` and ``experiments`` use this one.
+It lives in the leaf package ``rlisp_common``, below ``isp`` and ``attiqa`` (which never import
+each other), so that one table serves every command.
 """
 from __future__ import annotations
 
