@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import clamp01, first_order_only, per_image, write_pairs
+from ._util import clamp01, first_order_only, float_mask, per_image, write_pairs
 from ..color import LUMA_WEIGHTS
 from .adjust import luminance, rb_chroma
 
@@ -344,9 +344,51 @@ def sharpen(x: torch.Tensor, amount, sigma: float = SHARPEN_SIGMA, *, overwrite:
     a = per_image(amount, x)
     # the one-channel detail broadcast over the channels by an add (faster than addcmul)
     if torch.is_grad_enabled() and (x.requires_grad or a.requires_grad):
-        return clamp01(x + (y - lowpass(y, sigma)) * a)
+        return _Sharpen.apply(x, a, float(sigma))
     detail = (y - lowpass(y, sigma)).mul_(a)
     return (x.add_(detail) if overwrite else x + detail).clamp_(0.0, 1.0)
+
+
+class _Sharpen(torch.autograd.Function):
+    """:func:`sharpen` as one autograd node: ``out = clip(x + a d)``, ``d = Y - lowpass(Y)``.
+
+    Backward: with ``gm = g [0 <= x + a d <= 1]`` and ``s = sum_c gm_c``, ``dL/da = sum s d``
+    and ``dL/dx_c = gm_c + w_c (u - lowpass^T u)``, ``u = a s``, where ``w`` are the luma weights
+    and ``lowpass^T`` is the low-pass's adjoint (its padding and filter nodes run backwards on one
+    channel). Keeps ``d`` and the clip mask instead of the autograd graph of six nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a, sigma):  # noqa: D102
+        y = luminance(x)
+        d = y - lowpass(y, sigma)
+        pre = x + d * a
+        out = pre.clamp(0.0, 1.0)
+        ctx.sigma = sigma
+        ctx.save_for_backward(float_mask(out, pre), d, a)  # torch.clamp: ends included
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):  # noqa: D102
+        mask, d, a = ctx.saved_tensors
+        gm = g * mask
+        s = gm.sum(dim=1, keepdim=True)
+        ga = None
+        if ctx.needs_input_grad[1]:
+            n = s.shape[0]
+            ga = torch.bmm(s.reshape(n, 1, -1), d.reshape(n, -1, 1)).reshape(n, 1, 1, 1).sum_to_size(a.shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            u = s.mul_(a)
+            with torch.enable_grad():
+                leaf = torch.zeros_like(u, requires_grad=True)
+                (lt,) = torch.autograd.grad(lowpass(leaf, ctx.sigma), leaf, u)
+            gy = u.sub_(lt)
+            gx = gm
+            for ch, w in enumerate(LUMA_WEIGHTS):
+                gx[:, ch : ch + 1].add_(gy, alpha=float(w))
+        return gx, ga, None
 
 
 class Denoise(nn.Module):
