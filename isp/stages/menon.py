@@ -95,7 +95,7 @@ def menon_fields(pl: Planes, pattern: str, masks: dict | None = None, refine: bo
 
     def pick(p, m, h, v):
         """``mask ? h : v`` at phase ``p`` and margin ``m`` (linear in h and v)."""
-        return v.add_(at(masks, p, 0, 0, m) * (h - v))
+        return v.lerp_(h, at(masks, p, 0, 0, m))  # v + mask (h - v) in one pass; exact at mask 0 and 1
 
     # 1-2. green at red and blue along the decided direction
     green = {gr: (M[gr][0], 0), gb: (M[gb][0], 0)}
