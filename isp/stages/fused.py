@@ -218,9 +218,10 @@ class _WhiteBalanceMenon(torch.autograd.Function):
         gg = grad.new_zeros(b, 3)
         d_clip = grad.new_zeros(b)
         for pat, idx, masks in ctx.groups:
-            adj = menon_adjoint(grad[idx].contiguous(), pat, masks)
-            ins = inside[idx]
-            tang = Planes(mosaic[idx] * ins, MENON_PAD).field
+            whole = idx == list(range(b))  # one CFA pattern: no gathered copies
+            adj = menon_adjoint(grad if whole else grad[idx], pat, masks)
+            ins = inside if whole else inside[idx]
+            tang = Planes((mosaic if whole else mosaic[idx]) * ins, MENON_PAD).field
             outside = Planes(1.0 - ins, MENON_PAD).field if bool((ins < 1.0).any()) else None
             t = torch.tensor(idx, device=grad.device)
             for (py, px), a in adj.items():

@@ -6,7 +6,7 @@ import isp
 from isp.stages import native
 from isp.stages.fused import encode_tone, exposure_tone, saturate_fused
 
-pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the torch path is used")
+pytestmark = pytest.mark.skipif(not native.available(), reason="compiled kernel unavailable (no C compiler, a failed build or RLISP_NATIVE=0): the torch path is used")
 
 _VALUES = (0.4, 0.3, -0.5, 0.2, 0.3, -0.2, 0.4)  # ev, highlights, shadows, saturation, vibrance, brightness, contrast
 
