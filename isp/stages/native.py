@@ -6,7 +6,7 @@ encoding, brightness, contrast) are a dozen elementwise passes in torch, forward
 recomputes the chain from its input), written in plain C and compiled with the system's C
 compiler on first use into ``$RLISP_CACHE/native`` (or ``~/.cache/rl-isp/native``), keyed by the
 source, the flags, the compiler and the CPU (it is built with ``-march=native``); a compile takes
-about a second. No compiler, a failed build or ``RLISP_NATIVE=0`` leaves :func:`available` False
+a few seconds, once. No compiler, a failed build or ``RLISP_NATIVE=0`` leaves :func:`available` False
 and :class:`isp.ISP` on the torch path (:mod:`isp.stages.fused`), which the kernel is tested
 against (``tests/isp/test_isp_native.py``); :mod:`isp.reference` is tested against both.
 Only CPU tensors of float32 or float64 take this path.
