@@ -26,6 +26,7 @@ from .stages import DEFAULT_DEMOSAIC, DEFAULT_HIGHLIGHT, DEMOSAIC_METHODS, HIGHL
 from .stages._util import clamp01, is_noop, per_image
 from .stages.detail import SHARPEN_SIGMA, denoise, lowpass_radius, sharpen
 from .stages.fused import encode_tone, exposure_tone, saturate_fused, white_balance_demosaic
+from .stages import native
 from .stages.white_balance import wb_gains
 
 __all__ = ["RawBatch", "ISP", "render", "apply_orientation", "TILE_HALO", "DEFAULT_TILE_PIXELS"]
@@ -139,6 +140,9 @@ class ISP(nn.Module):
             ``mhc``, ``bilinear``; default :data:`isp.stages.DEFAULT_DEMOSAIC`).
         highlight: highlight clip after white balance, a key of
             :data:`isp.stages.HIGHLIGHT_MODES` (default ``neutral``: clipped highlights are grey).
+        native: run the per-pixel chain (exposure ... contrast) through the compiled kernel of
+            :mod:`isp.stages.native` where it is available (CPU, float32/float64); False = the
+            torch nodes of :mod:`isp.stages.fused` (the same result up to float rounding).
 
     Example:
         >>> isp_ = ISP()  # doctest: +SKIP
@@ -146,8 +150,9 @@ class ISP(nn.Module):
     """
 
     def __init__(self, tile_pixels: int | None = None, demosaic: str = DEFAULT_DEMOSAIC,
-                 highlight: str = DEFAULT_HIGHLIGHT) -> None:
+                 highlight: str = DEFAULT_HIGHLIGHT, native: bool = True) -> None:
         super().__init__()
+        self.native = native
         self.tile_pixels = tile_pixels
         if demosaic not in DEMOSAIC_METHODS:
             raise ValueError(f"unknown demosaic method {demosaic!r}; choose from {sorted(DEMOSAIC_METHODS)}")
@@ -245,22 +250,36 @@ class ISP(nn.Module):
             if (c0, c1) != (0, x.shape[-2]):
                 x = x[:, :, c0:c1]
             keep = (keep[0] - c0, keep[1] - c0)
-        # The per-pixel chains run as fused autograd nodes (isp.stages.fused); they equal
-        # adjust_exposure -> adjust_highlights_shadows and srgb_encode -> adjust_brightness -> adjust_contrast.
-        if active["exposure"] or active["highlights_shadows"]:
-            hs = active["highlights_shadows"]
-            x = exposure_tone(x, torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
-                              per_image(P["highlights"], x) if hs else None, per_image(P["shadows"], x) if hs else None,
-                              overwrite=own)
-        if active["saturation"]:
-            x = saturate_fused(x, per_image(P["saturation"], x), per_image(P["vibrance"], x), overwrite=own)  # = saturate
-        # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
-        x = encode_tone(x, per_image(P["brightness"], x) if active["brightness"] else None,
-                        per_image(P["contrast"], x) if active["contrast"] else None, overwrite=own)
+        hs = active["highlights_shadows"]
+        tone = dict(gain=torch.exp2(per_image(P["exposure"], x)) if active["exposure"] else None,
+                    highlights=per_image(P["highlights"], x) if hs else None,
+                    shadows=per_image(P["shadows"], x) if hs else None,
+                    saturation=per_image(P["saturation"], x) if active["saturation"] else None,
+                    vibrance=per_image(P["vibrance"], x) if active["saturation"] else None,
+                    brightness=per_image(P["brightness"], x) if active["brightness"] else None,
+                    contrast=per_image(P["contrast"], x) if active["contrast"] else None)
+        if self.native and native.available(x):
+            # exposure ... contrast in one compiled pass per pixel (isp.stages.native), equal to
+            # the torch chain below
+            x = native.tone_chain(x, **tone)
+        else:
+            x = _tone_chain_torch(x, tone, own)
         x = sharpen(x, P["sharpen"], overwrite=own) if active["sharpen"] else clip(x)  # sharpen clips itself
         if keep is not None and keep != (0, x.shape[-2]):
             x = x[:, :, keep[0] : keep[1]]
         return x
+
+
+def _tone_chain_torch(x: torch.Tensor, t: dict, own: bool) -> torch.Tensor:
+    """Exposure ... contrast as the fused torch nodes of :mod:`isp.stages.fused`; they equal
+    adjust_exposure -> adjust_highlights_shadows, saturate and srgb_encode -> adjust_brightness
+    -> adjust_contrast."""
+    if t["gain"] is not None or t["highlights"] is not None:
+        x = exposure_tone(x, t["gain"], t["highlights"], t["shadows"], overwrite=own)
+    if t["saturation"] is not None:
+        x = saturate_fused(x, t["saturation"], t["vibrance"], overwrite=own)  # = saturate
+    # x is clipped to [0, 1] here, so the encoding needs no clamp at 0
+    return encode_tone(x, t["brightness"], t["contrast"], overwrite=own)
 
 
 def _clamp01_(x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import clamp01, first_order_only, per_image, write_pairs
+from ._util import clamp01, first_order_only, float_mask, per_image, write_pairs
 from ..color import LUMA_WEIGHTS
 from .adjust import luminance, rb_chroma
 
@@ -71,13 +71,17 @@ class _ReflectPad(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, grad):  # noqa: D102
-        r, dim = ctx.r, ctx.dim
-        n = grad.shape[dim] - 2 * r
-        out = grad.narrow(dim, r, n).clone()
-        for i in range(1, r + 1):  # padded index r - i holds input i; r + n - 1 + i holds n - 1 - i
-            out.narrow(dim, i, 1).add_(grad.narrow(dim, r - i, 1))
-            out.narrow(dim, n - 1 - i, 1).add_(grad.narrow(dim, r + n - 1 + i, 1))
-        return out, None, None
+        return _reflect_fold(grad, ctx.r, ctx.dim), None, None
+
+
+def _reflect_fold(grad: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Adjoint of reflection padding by ``r`` along ``dim``."""
+    n = grad.shape[dim] - 2 * r
+    out = grad.narrow(dim, r, n).clone()
+    for i in range(1, r + 1):  # padded index r - i holds input i; r + n - 1 + i holds n - 1 - i
+        out.narrow(dim, i, 1).add_(grad.narrow(dim, r - i, 1))
+        out.narrow(dim, n - 1 - i, 1).add_(grad.narrow(dim, r + n - 1 + i, 1))
+    return out
 
 
 def _pad_axis(x: torch.Tensor, r: int, dim: int, mode: str) -> torch.Tensor:
@@ -217,14 +221,18 @@ class _HalfPool(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):  # noqa: D102
-        b, c, h, w = g.shape
-        q = g * 0.25
-        out = g.new_empty(b, c, h, 2, w, 2)
-        # columns doubled into the even rows, which are copied to the odd ones: a copy from a
-        # broadcast 2x2 view (inner axis of length 2) is several times slower
-        write_pairs(out[:, :, :, 0], q, q)
-        out[:, :, :, 1].copy_(out[:, :, :, 0])
-        return out.view(b, c, 2 * h, 2 * w)
+        return _half_pool_adjoint(g)
+
+
+def _half_pool_adjoint(g: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = g.shape
+    q = g * 0.25
+    out = g.new_empty(b, c, h, 2, w, 2)
+    # columns doubled into the even rows, which are copied to the odd ones: a copy from a
+    # broadcast 2x2 view (inner axis of length 2) is several times slower
+    write_pairs(out[:, :, :, 0], q, q)
+    out[:, :, :, 1].copy_(out[:, :, :, 0])
+    return out.view(b, c, 2 * h, 2 * w)
 
 
 def _upsample2_adjoint_axis(g: torch.Tensor, dim: int) -> torch.Tensor:
@@ -280,6 +288,99 @@ def smooth_half_res(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return upsample2(lowpass(half_pool(x), sigma / 2.0))
 
 
+def _autograd_adjoint(fn, g: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():
+        leaf = torch.zeros_like(g, requires_grad=True)
+        return torch.autograd.grad(fn(leaf), leaf, g)[0]
+
+
+def lowpass_adjoint(g: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``lowpass^T g``: the adjoint of :func:`lowpass` (reflection-padded binomial filters run
+    backwards: valid filter of the zero-padded gradient, then the padding folded back; other
+    cases through autograd)."""
+    steps = _binomial_steps(sigma)
+    if steps is None or min(g.shape[-2:]) <= steps // 2:
+        return _autograd_adjoint(lambda t: lowpass(t, sigma), g)
+    r = steps // 2
+    g = g * 0.25**steps
+    for dim in (-2, -1):
+        g = _pair_sums(F.pad(g, (steps, steps, 0, 0) if dim == -1 else (0, 0, steps, steps)), dim, steps)
+        g = _reflect_fold(g, r, dim)
+    return g
+
+
+def smooth_half_res_adjoint(g: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The adjoint of :func:`smooth_half_res`."""
+    h, w = g.shape[-2:]
+    if h % 2 or w % 2 or min(h, w) < 8:
+        return lowpass_adjoint(g, sigma)
+    g = _upsample2_adjoint_axis(_upsample2_adjoint_axis(g, -1), -2)
+    return _half_pool_adjoint(lowpass_adjoint(g, sigma / 2.0))
+
+
+class _Denoise(torch.autograd.Function):
+    """:func:`denoise` as one autograd node: ``out = x + S change``, ``change = (L Y - Y,
+    H C - C)`` with ``C`` the red and blue chroma, ``S`` the strength-scaled recombination.
+
+    Backward: ``gS = g change^T`` gives the strengths' gradients; ``gc = S^T g``, and
+    ``dL/dx = g + Y^T (L^T - 1) gc_Y + C^T (H^T - 1) gc_C`` with the low-passes' adjoints
+    (:func:`lowpass_adjoint`, :func:`smooth_half_res_adjoint`). Keeps ``change`` (three channels)
+    instead of the graph of a dozen nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a, c, sigma_luma, sigma_chroma):  # noqa: D102
+        b, _, h, w = x.shape
+        y = luminance(x)
+        ch = x[:, 0::2] - y
+        change = x.new_empty(b, 3, h, w)
+        torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1])
+        torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:])
+        del y, ch
+        expand, mat = _recombination(x, a, c, b)
+        ctx.sigmas = (sigma_luma, sigma_chroma)
+        ctx.save_for_backward(change, expand, mat, a, c)
+        return torch.baddbmm(x.reshape(b, 3, h * w), mat, change.view(b, 3, h * w)).reshape(b, 3, h, w)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):  # noqa: D102
+        change, expand, mat, a, c = ctx.saved_tensors
+        b, _, h, w = change.shape
+        gf = g.reshape(b, 3, h * w)
+        ga = gc = gx = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            gmat = torch.bmm(gf, change.view(b, 3, h * w).transpose(1, 2)) * expand  # (B, 3, 3)
+            if ctx.needs_input_grad[1]:
+                ga = gmat[:, :, 0].sum(dim=1).reshape(-1, *([1] * (a.dim() - 1))).sum_to_size(a.shape) \
+                    if a.dim() else gmat[:, :, 0].sum()
+            if ctx.needs_input_grad[2]:
+                gcs = gmat[:, :, 1:].sum(dim=(1, 2))
+                gc = gcs.reshape(-1, *([1] * (c.dim() - 1))).sum_to_size(c.shape) if c.dim() else gcs.sum()
+        if ctx.needs_input_grad[0]:
+            del change
+            gch = torch.bmm(mat.transpose(1, 2), gf).view(b, 3, h, w)  # gradient of the change
+            sl, sc = ctx.sigmas
+            gy = lowpass_adjoint(gch[:, :1], sl).sub_(gch[:, :1])
+            gcc = smooth_half_res_adjoint(gch[:, 1:], sc).sub_(gch[:, 1:])
+            del gch
+            gy.sub_(gcc[:, :1]).sub_(gcc[:, 1:])  # C = (R, B) - Y
+            gx = g.clone(memory_format=torch.contiguous_format)
+            gx[:, 0::2].add_(gcc)
+            for ch, wt in enumerate(LUMA_WEIGHTS):
+                gx[:, ch : ch + 1].add_(gy, alpha=float(wt))
+        return gx, ga, gc, None, None
+
+
+def _recombination(x, a, c, b):
+    """The chroma expansion matrix and the per-image ``(B, 3, 3)`` recombination of ``denoise``."""
+    wr, wg, wb = LUMA_WEIGHTS
+    expand = torch.tensor([[1.0, 1.0, 0.0], [1.0, -wr / wg, -wb / wg], [1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
+    a1, c1 = torch.broadcast_tensors(a.reshape(-1, 1), c.reshape(-1, 1))
+    strength = torch.cat([a1, c1, c1], dim=1)  # (B or 1, 3)
+    return expand, (expand * strength.unsqueeze(1)).expand(b, 3, 3)
+
+
 def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma: float = 2.0, *,
             overwrite: bool = False) -> torch.Tensor:
     """Blend luminance and chrominance toward low-passed versions.
@@ -299,31 +400,26 @@ def denoise(x: torch.Tensor, luma, chroma, sigma_luma: float = 1.0, sigma_chroma
         ``(B, 3, H, W)``.
     """
     a, c = per_image(luma, x), per_image(chroma, x)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, c)):
+        return _Denoise.apply(x, a, c, float(sigma_luma), float(sigma_chroma))
     y = luminance(x)
-    # red and blue chroma; without autograd from Y directly (rb_chroma recomputes Y for its
-    # slice-free adjoint)
-    ch = rb_chroma(x) if torch.is_grad_enabled() and x.requires_grad else x[:, 0::2] - y
+    ch = x[:, 0::2] - y  # red and blue chroma
     # The result is x plus the change of luminance and chroma, not Y + chroma rebuilt: at zero
     # strength x comes back bit for bit, so a value the colour-matrix clip left at exactly 0 or 1
     # keeps that value and the clip after this stage passes its gradient (torch.clamp's ends);
     # rebuilt, rounding put it just outside about half the time and the gradient of both
     # strengths at neutral depended on it.
+    # (With autograd, _Denoise computes the same in one node.)
     b, _, h, w = x.shape
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, a, c))
-    if grad:
-        change = torch.cat([lowpass(y, sigma_luma) - y, smooth_half_res(ch, sigma_chroma) - ch], dim=1)
-    else:  # the unscaled changes (dY, dR, dB) written straight into one buffer
-        change = x.new_empty(b, 3, h, w)
-        torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1])
-        torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:])
+    # the unscaled changes (dY, dR, dB) written straight into one buffer
+    change = x.new_empty(b, 3, h, w)
+    torch.sub(lowpass(y, sigma_luma), y, out=change[:, :1])
+    torch.sub(smooth_half_res(ch, sigma_chroma), ch, out=change[:, 1:])
     # x + (1, 1, 1) a dY + the chroma expansion (R, B) -> (R, G, B) of c dC, in one pass: the
     # strengths scale the columns of the per-image 3x3 matrix
-    wr, wg, wb = LUMA_WEIGHTS
-    expand = torch.tensor([[1.0, 1.0, 0.0], [1.0, -wr / wg, -wb / wg], [1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype)
-    strength = torch.cat([a.reshape(-1, 1), c.reshape(-1, 1), c.reshape(-1, 1)], dim=1)  # (B or 1, 3)
-    mat = (expand * strength.unsqueeze(1)).expand(b, 3, 3)
+    _, mat = _recombination(x, a, c, b)
     change = change.view(b, 3, h * w)
-    if overwrite and not grad and x.is_contiguous():
+    if overwrite and x.is_contiguous():
         return x.view(b, 3, h * w).baddbmm_(mat, change).view(b, 3, h, w)  # x is no longer read
     return torch.baddbmm(x.reshape(b, 3, h * w), mat, change).reshape(b, 3, h, w)
 
@@ -344,9 +440,48 @@ def sharpen(x: torch.Tensor, amount, sigma: float = SHARPEN_SIGMA, *, overwrite:
     a = per_image(amount, x)
     # the one-channel detail broadcast over the channels by an add (faster than addcmul)
     if torch.is_grad_enabled() and (x.requires_grad or a.requires_grad):
-        return clamp01(x + (y - lowpass(y, sigma)) * a)
+        return _Sharpen.apply(x, a, float(sigma))
     detail = (y - lowpass(y, sigma)).mul_(a)
     return (x.add_(detail) if overwrite else x + detail).clamp_(0.0, 1.0)
+
+
+class _Sharpen(torch.autograd.Function):
+    """:func:`sharpen` as one autograd node: ``out = clip(x + a d)``, ``d = Y - lowpass(Y)``.
+
+    Backward: with ``gm = g [0 <= x + a d <= 1]`` and ``s = sum_c gm_c``, ``dL/da = sum s d``
+    and ``dL/dx_c = gm_c + w_c (u - lowpass^T u)``, ``u = a s``, where ``w`` are the luma weights
+    and ``lowpass^T`` is the low-pass's adjoint (its padding and filter nodes run backwards on one
+    channel). Keeps ``d`` and the clip mask instead of the autograd graph of six nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a, sigma):  # noqa: D102
+        y = luminance(x)
+        d = y - lowpass(y, sigma)
+        pre = x + d * a
+        out = pre.clamp(0.0, 1.0)
+        ctx.sigma = sigma
+        ctx.save_for_backward(float_mask(out, pre), d, a)  # torch.clamp: ends included
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):  # noqa: D102
+        mask, d, a = ctx.saved_tensors
+        gm = g * mask
+        s = gm.sum(dim=1, keepdim=True)
+        ga = None
+        if ctx.needs_input_grad[1]:
+            n = s.shape[0]
+            ga = torch.bmm(s.reshape(n, 1, -1), d.reshape(n, -1, 1)).reshape(n, 1, 1, 1).sum_to_size(a.shape)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            u = s.mul_(a)
+            gy = u.sub_(lowpass_adjoint(u, ctx.sigma))
+            gx = gm
+            for ch, w in enumerate(LUMA_WEIGHTS):
+                gx[:, ch : ch + 1].add_(gy, alpha=float(w))
+        return gx, ga, None
 
 
 class Denoise(nn.Module):

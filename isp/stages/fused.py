@@ -170,6 +170,69 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
         return gg, None, None, None, None, None
 
 
+class _WhiteBalanceMenon(torch.autograd.Function):
+    """White balance + highlight clip + :mod:`isp.stages.menon`; gradient with respect to the
+    gains only, through the method's adjoint.
+
+    As in :class:`_WhiteBalanceDemosaicLinear`, with the decisions frozen the output is linear in
+    ``x = sum_c g_c m_c [inside] + L [clipped]``, so ``dL/dg_c = <D^T grad, m_c [inside]>`` (plus
+    ``<D^T grad, [clipped]>`` for the gain that sets ``L``). Instead of two or three tangent
+    images made by the forward pass, the backward pass runs the adjoint once
+    (:func:`isp.stages.menon.menon_adjoint`, about the cost of one demosaic) and takes the dot
+    products on the padded phase planes (reflection keeps every sample's CFA colour).
+    """
+
+    @staticmethod
+    def forward(ctx, gains, mosaic, cfa_index, patterns, highlight):  # noqa: D102
+        b, _, h, w = mosaic.shape
+        level = clip_level(gains.to(mosaic.dtype), highlight)
+        m = mosaic.reshape(b, h // 2, 2, w)
+        prod = m * cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
+        lv = level.reshape(b, 1, 1, 1)
+        inside = torch.le(prod, lv, out=torch.empty_like(prod))
+        wb = torch.where(inside.bool(), prod, lv).reshape(b, 1, h, w)
+        del prod
+        from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
+        if highlight == "channel":
+            from_level = torch.zeros_like(from_level)
+        out = mosaic.new_empty(b, 3, h, w)
+        pats = [patterns[0]] * b if len(patterns) == 1 else list(patterns)
+        groups = []
+        for pat in sorted(set(pats)):
+            idx = [i for i, p in enumerate(pats) if p == pat]
+            o, masks = _planes_demosaic("menon", wb[idx], pat)
+            out[idx] = o
+            groups.append((pat, idx, masks))
+        ctx.groups = groups
+        ctx.save_for_backward(mosaic, inside.reshape(b, 1, h, w), gains.detach().to(mosaic.dtype),
+                              from_level.to(mosaic.dtype))
+        return out
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, grad):  # noqa: D102
+        from .menon import MENON_PAD, menon_adjoint
+
+        mosaic, inside, gains, from_level = ctx.saved_tensors
+        b = mosaic.shape[0]
+        gg = grad.new_zeros(b, 3)
+        d_clip = grad.new_zeros(b)
+        for pat, idx, masks in ctx.groups:
+            whole = idx == list(range(b))  # one CFA pattern: no gathered copies
+            adj = menon_adjoint(grad if whole else grad[idx], pat, masks)
+            ins = inside if whole else inside[idx]
+            tang = Planes((mosaic if whole else mosaic[idx]) * ins, MENON_PAD).field
+            outside = Planes(1.0 - ins, MENON_PAD).field if bool((ins < 1.0).any()) else None
+            t = torch.tensor(idx, device=grad.device)
+            for (py, px), a in adj.items():
+                c = "RGB".index(pat[2 * py + px])
+                gg[t, c] += torch.einsum("bhw,bhw->b", a, tang[(py, px)][0])
+                if outside is not None:
+                    d_clip[t] += torch.einsum("bhw,bhw->b", a, outside[(py, px)][0])
+        gg = gg + torch.nn.functional.one_hot(gains.argmin(dim=1), 3).to(gg.dtype) * (from_level * d_clip)[:, None]
+        return gg, None, None, None, None
+
+
 def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index: torch.Tensor, patterns,
                            method: str = "bilinear", highlight: str = DEFAULT_HIGHLIGHT) -> torch.Tensor:
     """``demosaic(white_balance(mosaic, gains, cfa_index, highlight), patterns, method)``, as one
@@ -199,6 +262,8 @@ def white_balance_demosaic(mosaic: torch.Tensor, gains: torch.Tensor, cfa_index:
     constant_level = highlight == "channel" or bool((gains.detach().amin(dim=1) > 1.0).all())
     if method == "bilinear" and constant_level:
         return _WhiteBalanceDemosaic.apply(gains, mosaic, cfa_index, patterns)
+    if method == "menon":
+        return _WhiteBalanceMenon.apply(gains, mosaic, cfa_index, patterns, highlight)
     return _WhiteBalanceDemosaicLinear.apply(gains, mosaic, cfa_index, patterns, method, highlight)
 
 

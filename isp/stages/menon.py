@@ -95,7 +95,7 @@ def menon_fields(pl: Planes, pattern: str, masks: dict | None = None, refine: bo
 
     def pick(p, m, h, v):
         """``mask ? h : v`` at phase ``p`` and margin ``m`` (linear in h and v)."""
-        return v.add_(at(masks, p, 0, 0, m) * (h - v))
+        return v.lerp_(h, at(masks, p, 0, 0, m))  # v + mask (h - v) in one pass; exact at mask 0 and 1
 
     # 1-2. green at red and blue along the decided direction
     green = {gr: (M[gr][0], 0), gb: (M[gb][0], 0)}
@@ -161,3 +161,148 @@ def menon_planes(mosaic: torch.Tensor, pattern: str, refine: bool = True) -> tor
     pl = Planes(mosaic, MENON_PAD)
     rgb, _, _ = menon_fields(pl, pattern, refine=refine)
     return pl.interleave(rgb, pl.margin)
+
+
+# ---------------------------------------------------------------------------------------------
+# The adjoint: with the decisions frozen the method is a linear map of the mosaic's phase planes.
+# Its steps are recorded below as a program of "valid" stencils, ``dst = sum_t w_t [mask] src_t``
+# (the same steps as :func:`menon_fields`, which stays the forward pass), and the adjoint runs
+# the program backwards, adding each term's share into a slice of its source's gradient.
+
+
+class _Program:
+    """A linear program on phase-plane fields; nodes are integers, fields dicts phase -> node."""
+
+    def __init__(self, hp: int, wp: int):
+        self.hp, self.wp = hp, wp
+        self.margin: dict[int, int] = {}
+        self.ops: list = []  # (dst, margin, [((src, y0, x0), w, mask)]), mask None / "h" / "v"
+
+    def node(self, m: int) -> int:
+        k = len(self.margin)
+        self.margin[k] = m
+        return k
+
+    def at(self, field: dict, p, dy: int, dx: int, m: int):
+        py, px = p
+        src = field[((py + dy) % 2, (px + dx) % 2)]
+        y0 = m - self.margin[src] + (py + dy) // 2
+        x0 = m - self.margin[src] + (px + dx) // 2
+        if y0 < 0 or x0 < 0:
+            raise ValueError("offset reaches outside the source field")
+        return (src, y0, x0)
+
+    def lin(self, m: int, terms) -> int:
+        dst = self.node(m)
+        self.ops.append((dst, m, list(terms)))
+        return dst
+
+
+def _menon_program(hp: int, wp: int, pattern: str):
+    """The linear part of :func:`menon_fields` (refined, decisions given) as a :class:`_Program`;
+    returns ``(program, leaves, outputs, mask_phase)``: the mosaic's nodes per phase, the output
+    nodes ``{channel: {phase: node}}`` (read at margin 7) and, per op, the phase whose decision
+    mask its masked terms use."""
+    s = sites(pattern)
+    r, b, gr, gb = s["r"], s["b"], s["gr"], s["gb"]
+    pr = _Program(hp, wp)
+    M = {(py, px): pr.node(0) for py in range(2) for px in range(2)}
+    at = pr.at
+    phase_of: dict[int, tuple] = {}
+
+    def lin(p, m, terms):
+        k = pr.lin(m, terms)
+        phase_of[k] = p
+        return k
+
+    def g_est(p, d, m):
+        return lin(p, m, [(at(M, p, *_neg(d), m), 0.5, None), (at(M, p, *d, m), 0.5, None), (at(M, p, 0, 0, m), 0.5, None),
+                          (at(M, p, *_scale(-2, d), m), -0.25, None), (at(M, p, *_scale(2, d), m), -0.25, None)])
+
+    gh = {p: g_est(p, _H, 1) for p in (r, b)}
+    gv = {p: g_est(p, _V, 1) for p in (r, b)}
+    green = {gr: M[gr], gb: M[gb]}
+    for p in (r, b):
+        green[p] = lin(p, 3, [(at(gh, p, 0, 0, 3), 1.0, "h"), (at(gv, p, 0, 0, 3), 1.0, "v")])
+
+    def red_blue_at_green(green, m_in):
+        m = m_in + 1
+        kr = {r: lin(r, m_in, [(at(M, r, 0, 0, m_in), 1.0, None), (at(green, r, 0, 0, m_in), -1.0, None)])}
+        kb = {b: lin(b, m_in, [(at(M, b, 0, 0, m_in), 1.0, None), (at(green, b, 0, 0, m_in), -1.0, None)])}
+
+        def mean2(k, p, d):
+            return [(at(k, p, *_neg(d), m), 0.5, None), (at(k, p, *d, m), 0.5, None), (at(M, p, 0, 0, m), 1.0, None)]
+
+        red = {gr: lin(gr, m, mean2(kr, gr, _H)), gb: lin(gb, m, mean2(kr, gb, _V))}
+        blue = {gb: lin(gb, m, mean2(kb, gb, _H)), gr: lin(gr, m, mean2(kb, gr, _V))}
+        return red, blue, kr, kb
+
+    def diff(p, m, f1, f2):
+        return lin(p, m, [(at(f1, p, 0, 0, m), 1.0, None), (at(f2, p, 0, 0, m), -1.0, None)])
+
+    def dir_mean(k, p, m, n, sign):
+        t = [(at(k, p, 0, -1, m), sign / n, "h"), (at(k, p, 0, 1, m), sign / n, "h"),
+             (at(k, p, -1, 0, m), sign / n, "v"), (at(k, p, 1, 0, m), sign / n, "v")]
+        if n == 3:
+            t.append((at(k, p, 0, 0, m), sign / n, None))
+        return t
+
+    red, blue, kr, kb = red_blue_at_green(green, 3)
+    rb = {p: diff(p, 4, red, blue) for p in (gr, gb)}
+    red[b] = lin(b, 5, dir_mean(rb, b, 5, 2, 1.0) + [(at(M, b, 0, 0, 5), 1.0, None)])
+    blue[r] = lin(r, 5, [(at(M, r, 0, 0, 5), 1.0, None)] + dir_mean(rb, r, 5, 2, -1.0))
+    red[r], blue[b] = M[r], M[b]
+    xg_r = {r: kr[r], gr: diff(gr, 4, red, M), gb: diff(gb, 4, red, M)}
+    xg_b = {b: kb[b], gr: diff(gr, 4, blue, M), gb: diff(gb, 4, blue, M)}
+    green2 = {gr: green[gr], gb: green[gb],
+              r: lin(r, 5, [(at(M, r, 0, 0, 5), 1.0, None)] + dir_mean(xg_r, r, 5, 3, -1.0)),
+              b: lin(b, 5, [(at(M, b, 0, 0, 5), 1.0, None)] + dir_mean(xg_b, b, 5, 3, -1.0))}
+    red2, blue2, _, _ = red_blue_at_green(green2, 5)
+    rb2 = {gr: diff(gr, 6, red2, blue2), gb: diff(gb, 6, red2, blue2), b: diff(b, 5, red, M), r: diff(r, 5, M, blue)}
+    red2[b] = lin(b, 7, dir_mean(rb2, b, 7, 3, 1.0) + [(at(M, b, 0, 0, 7), 1.0, None)])
+    blue2[r] = lin(r, 7, [(at(M, r, 0, 0, 7), 1.0, None)] + dir_mean(rb2, r, 7, 3, -1.0))
+    red2[r], blue2[b] = M[r], M[b]
+    return pr, M, {0: red2, 1: green2, 2: blue2}, phase_of
+
+
+def menon_adjoint(grad: torch.Tensor, pattern: str, masks: dict, pad: int = MENON_PAD) -> dict:
+    """Adjoint of the refined method with frozen decisions: ``grad`` ``(B, 3, H, W)`` with respect
+    to the output -> the gradient with respect to the padded mosaic's phase planes,
+    ``{phase: (B, hp, wp)}`` (the planes of :class:`Planes` of the same mosaic and ``pad``).
+
+    ``masks`` are the decisions :func:`menon_fields` returned for this mosaic.
+    """
+    b, _, h, w = grad.shape
+    hp, wp = (h + 2 * pad) // 2, (w + 2 * pad) // 2
+    pr, leaves, outputs, phase_of = _menon_program(hp, wp, pattern)
+    out_m = pad // 2
+    grads: dict[int, torch.Tensor] = {}
+
+    def acc(src, y0, x0, m, g, alpha):
+        mm = pr.margin[src]
+        buf = grads.get(src)
+        full = (y0 == 0 and x0 == 0 and mm == m)
+        if buf is None:
+            if full:
+                grads[src] = g * alpha if alpha != 1.0 else g.clone()
+                return
+            buf = grads[src] = g.new_zeros(b, hp - 2 * mm, wp - 2 * mm)
+        buf[:, y0 : y0 + hp - 2 * m, x0 : x0 + wp - 2 * m].add_(g, alpha=alpha)
+
+    for ch, field in outputs.items():  # the interleave's adjoint: the output's phase planes
+        for (py, px), node in field.items():
+            src, y0, x0 = pr.at(field, (py, px), 0, 0, out_m)
+            acc(src, y0, x0, out_m, grad[:, ch, py::2, px::2], 1.0)
+    for dst, m, terms in reversed(pr.ops):
+        g = grads.pop(dst, None)
+        if g is None:
+            continue
+        gm = gv = None
+        if any(t[2] is not None for t in terms):
+            mt, mm = masks[phase_of[dst]]
+            gm = g * mt[:, m - mm : m - mm + hp - 2 * m, m - mm : m - mm + wp - 2 * m]
+            gv = g - gm
+        for (src, y0, x0), wgt, mk in terms:
+            acc(src, y0, x0, m, g if mk is None else (gm if mk == "h" else gv), wgt)
+    zero = grad.new_zeros(b, hp, wp)
+    return {p: grads.get(node, zero) for p, node in leaves.items()}

@@ -223,3 +223,23 @@ def test_default_demosaic_against_the_truth_and_libraw(tmp_path):
     assert psnr[ours] > psnr["ours mhc"] + 1.0 and psnr[ours] > psnr["ours bilinear"] + 3.0, psnr
     assert psnr[ours] > psnr["LibRaw AHD"] - 0.3, psnr
     assert de[ours] < de["LibRaw AHD"], de
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_menon_adjoint_is_the_transpose(pattern):
+    """<D x, g> = <x, D^T g> for the frozen-decision Menon map on the padded phase planes (the
+    white-balance gradient of the default demosaic runs through menon_adjoint)."""
+    from isp.stages._phase import Planes
+    from isp.stages.menon import MENON_PAD, menon_adjoint, menon_fields
+
+    gen = torch.Generator().manual_seed(3)
+    mosaic = torch.rand(2, 1, 20, 26, generator=gen, dtype=torch.float64)
+    _, _, masks = menon_fields(Planes(mosaic, MENON_PAD), pattern)
+    x = torch.rand(2, 1, 20, 26, generator=gen, dtype=torch.float64)
+    px = Planes(x, MENON_PAD)
+    rgb, _, _ = menon_fields(px, pattern, masks)
+    y = px.interleave(rgb, px.margin)
+    g = torch.rand(y.shape, generator=gen, dtype=torch.float64)
+    adj = menon_adjoint(g, pattern, masks)
+    rhs = sum((px.field[q][0] * a).sum() for q, a in adj.items())
+    assert abs((y * g).sum().item() - rhs.item()) < 1e-10 * abs(rhs.item())
