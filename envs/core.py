@@ -162,7 +162,8 @@ def detail_window(raw, size: int, halo: int, rng=None):
     H, W = raw.mosaic.shape
     full = size + 2 * halo
     if H < full or W < full:
-        raise ValueError(f"RAW {getattr(raw, 'path', '') or ''} is {H}x{W}, smaller than the detail window {full}x{full}")
+        raise ValueError(f"RAW {getattr(raw, 'path', '') or ''} is {H}x{W}, smaller than the detail window {full}x{full} "
+                         "(detail_crop + 2 * detail_halo); lower env.detail_crop, or set it to 0 for small files")
     if rng is None:
         top, left = (H - full) // 2 // 2 * 2, (W - full) // 2 // 2 * 2
     else:

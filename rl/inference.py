@@ -263,9 +263,14 @@ class AgentParamsPredictor:
         for raw in raws:  # one at a time: previews of different shapes do not stack
             env = self.env
             images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop)
-            if env.detail_crop and env.detail_weight:  # the same 1:1 window the held-out evaluation scores (the center)
+            kwargs = env.core_kwargs()
+            side = env.detail_crop + 2 * (env.detail_halo // 2 * 2)
+            if env.detail_crop and env.detail_weight and min(raw.mosaic.shape) >= side:
+                # the same 1:1 window the held-out evaluation scores (the center)
                 images.details, images.detail_halo = [detail_window(raw, env.detail_crop, env.detail_halo)[0]], env.detail_halo // 2 * 2
-            core = TuningCore(images, self.reward, **env.core_kwargs(), device=self.device)
+            else:  # no detail term (off, or a RAW smaller than the window): the choice does not depend on it anyway
+                kwargs["detail_weight"] = 0.0
+            core = TuningCore(images, self.reward, **kwargs, device=self.device)
             unit, _ = self.predict_unit(core, [0])
             out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
         return torch.stack(out).to(self.device)

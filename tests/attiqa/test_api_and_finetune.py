@@ -204,7 +204,9 @@ def test_score_without_checkpoint_uses_cached_starter(tiny_attiqa_checkpoint, tm
     # a cached file that is not a usable checkpoint: one message that says how to rebuild
     target.write_bytes(b"broken")
     rc, out, err = _cli(["score", str(img)], capsys)
-    assert rc == 1 and "build-starter --force" in err
+    from rlisp_common.exit_codes import EXIT_BAD_INPUT
+
+    assert rc == EXIT_BAD_INPUT and "build-starter --force" in err
 
 
 def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ SCRIPT = REPO / "rl" / "train_agent.py"
 # Small everything: 4 envs, 64x64 crops, 5 gradient-ascent steps, learning starts early.
 FAST = [
     "--n-envs", "4",
-    "--hyperparams", "env.crop=[64,64]", "env.preview_side=128", "env.thumb_size=4",
+    "--hyperparams", "env.crop=[64,64]", "env.preview_side=128", "env.thumb_size=4", "env.detail_crop=16", "env.detail_halo=8",
     "eval.ga_steps=5", "checkpoint_every=256", "curve_every=128", "eval.every=256", "eval.de_side=64",
 ]
 
