@@ -101,6 +101,27 @@ def test_distance_terms_see_what_they_are_for(crop):
     assert de_cast > 2 * de_blur and (1 - s_blur) > 5 * (1 - s_cast)
 
 
+def test_colour_statistics_see_casts_and_the_model_round_trips_them(crop):
+    """The MOS head's global colour statistics move with a cast, and a model that uses them
+    rebuilds from its config with the same input width (older configs keep the plain head)."""
+    from attiqa.modeling.heads import build_model
+    from attiqa.modeling.quality import COLOUR_STATS, QualityModel, colour_statistics
+
+    base, warm, cool = (colour_statistics(x)[0] for x in (crop, push(crop, "warm", 0.8), push(crop, "cool", 0.8)))
+    r = COLOUR_STATS.index("log_r_g")
+    assert warm[r] > base[r] > cool[r]
+    assert colour_statistics(push(crop, "saturation-", 1.0))[0, COLOUR_STATS.index("chroma")] < 0.2 * base[2]
+    plain = QualityModel(build_model(pretrained=False, head_hidden=8), head_hidden=4)
+    with_stats = QualityModel(build_model(pretrained=False, head_hidden=8), head_hidden=4, colour_stats=True)
+    assert "colour_stats" not in plain.config["mos_head"]
+    again = QualityModel.from_config(with_stats.config)
+    assert again.colour_stats and again.mos_head.in_dim == 5 * 8 + len(COLOUR_STATS)
+    assert QualityModel.from_config(plain.config).mos_head.in_dim == 5 * 8
+    x = crop.clone().requires_grad_(True)
+    with_stats(x).mos.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 # --------------------------------------------------------------------------------------------- photos
 
 

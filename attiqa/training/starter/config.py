@@ -91,6 +91,11 @@ class StarterConfig:
     mos_head_lr_factor: float = 6.0
     mos_margin: float = 0.03
     min_magnitude: float = 0.05
+    ladder: bool = False
+    flips: bool = False
+    mos_rank_loss: str = "hinge"
+    mos_mse_weight: float = 1.0
+    colour_stats: bool = False
     threads: int = 1
     report_magnitudes: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     report_crops: int = 2
