@@ -50,21 +50,18 @@ class MOSHead(nn.Module):
         return self.net(features).squeeze(-1)
 
 
-COLOUR_STATS = ("luma_mean", "luma_std", "chroma", "log_r_g", "log_b_g", "lab_a", "lab_b", "clipped", "crushed",
-                "abs_log_r_g", "abs_log_b_g", "abs_lab_a", "abs_lab_b", "abs_luma_mid")
+COLOUR_STATS = ("luma_mean", "luma_std", "chroma", "log_r_g", "log_b_g", "lab_a", "lab_b", "clipped", "crushed")
 """Global statistics a MOS head with ``colour_stats`` sees next to the head features (see
 :func:`colour_statistics`)."""
 
 
 def colour_statistics(images: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` sRGB in ``[0, 1]`` -> ``(B, 14)`` global tone and colour statistics (differentiable).
+    """``(B, 3, H, W)`` sRGB in ``[0, 1]`` -> ``(B, 9)`` global tone and colour statistics (differentiable).
 
     In the order of :data:`COLOUR_STATS`: mean and standard deviation of luma, mean chroma
     (distance of the channels from luma), log ratios of the linear-light red and blue means to
     green (grey world), mean CIELAB a* and b* (/ 20), and the share of near-white and near-black
-    luma (soft, above 0.9 / below 0.1), then the absolute values of the four cast statistics and
-    of the luma mean's distance from 0.5 (so that a cast or exposure error either way reads as
-    "further from neutral" to a linear layer). ImageNet features are trained to be invariant to colour
+    luma (soft, above 0.9 / below 0.1). ImageNet features are trained to be invariant to colour
     casts, which an ISP's white balance must not be; these give the MOS head the global colour
     directly. Each is scaled to about unit range.
     """
@@ -78,8 +75,6 @@ def colour_statistics(images: torch.Tensor) -> torch.Tensor:
              2 * torch.log(lin[:, 0] / lin[:, 1]), 2 * torch.log(lin[:, 2] / lin[:, 1]),
              lab[:, 1] / 20, lab[:, 2] / 20,
              4 * (F.relu(y - 0.9) / 0.1).mean(dim=(1, 2, 3)), 4 * (F.relu(0.1 - y) / 0.1).mean(dim=(1, 2, 3))]
-    # distances from neutral grey and mid exposure: a cast or an exposure error in either direction moves them up
-    stats += [stats[3].abs(), stats[4].abs(), stats[5].abs(), stats[6].abs(), (stats[0] - 1).abs()]
     return torch.stack(stats, dim=1)
 
 
@@ -92,7 +87,7 @@ class QualityModel(nn.Module):
         dropout: dropout of the MOS MLP.
         score_range: ``(lo, hi)`` MOS scale the sigmoid output is mapped to.
         colour_stats: the MOS head also sees :func:`colour_statistics` of the image (its input
-            is then ``5·D + 14`` wide); off by default and in checkpoints that do not say so.
+            is then ``5·D + 9`` wide); off by default and in checkpoints that do not say so.
 
     Example:
         >>> from attiqa.modeling.heads import build_model

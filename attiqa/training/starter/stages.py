@@ -5,7 +5,7 @@
 2. :func:`joint_stage`: the MOS head on the heads' features learns, end to end with the heads
    and the trainable backbone part, to order the renderings of one crop by their pseudo-MOS
    (a pairwise hinge between renderings of the same crop + the squared error to the
-   pseudo-MOS), next to the attribute-ranking loss that keeps the heads with the teacher.
+   pseudo-MOS; or a logistic ranking loss on the logits with ``mos_rank_loss="logistic"``), next to the attribute-ranking loss that keeps the heads with the teacher.
 """
 from __future__ import annotations
 
