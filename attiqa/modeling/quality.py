@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -49,6 +50,34 @@ class MOSHead(nn.Module):
         return self.net(features).squeeze(-1)
 
 
+COLOUR_STATS = ("luma_mean", "luma_std", "chroma", "log_r_g", "log_b_g", "lab_a", "lab_b", "clipped", "crushed")
+"""Global statistics a MOS head with ``colour_stats`` sees next to the head features (see
+:func:`colour_statistics`)."""
+
+
+def colour_statistics(images: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` sRGB in ``[0, 1]`` -> ``(B, 9)`` global tone and colour statistics (differentiable).
+
+    In the order of :data:`COLOUR_STATS`: mean and standard deviation of luma, mean chroma
+    (distance of the channels from luma), log ratios of the linear-light red and blue means to
+    green (grey world), mean CIELAB a* and b* (/ 20), and the share of near-white and near-black
+    luma (soft, above 0.9 / below 0.1). ImageNet features are trained to be invariant to colour
+    casts, which an ISP's white balance must not be; these give the MOS head the global colour
+    directly. Each is scaled to about unit range.
+    """
+    from attiqa.utils.color import luma, srgb_to_lab, srgb_to_linear
+
+    x = images.clamp(0, 1)
+    y = luma(x)
+    lin = srgb_to_linear(x).mean(dim=(2, 3)).clamp_min(1e-4)
+    lab = srgb_to_lab(x).mean(dim=(2, 3))
+    stats = [2 * y.mean(dim=(1, 2, 3)), 4 * y.std(dim=(1, 2, 3)), 8 * (x - y).abs().mean(dim=(1, 2, 3)),
+             2 * torch.log(lin[:, 0] / lin[:, 1]), 2 * torch.log(lin[:, 2] / lin[:, 1]),
+             lab[:, 1] / 20, lab[:, 2] / 20,
+             4 * (F.relu(y - 0.9) / 0.1).mean(dim=(1, 2, 3)), 4 * (F.relu(0.1 - y) / 0.1).mean(dim=(1, 2, 3))]
+    return torch.stack(stats, dim=1)
+
+
 class QualityModel(nn.Module):
     """ATTIQA model with a MOS head.
 
@@ -57,6 +86,8 @@ class QualityModel(nn.Module):
         head_hidden: hidden width of the MOS MLP (0 = linear).
         dropout: dropout of the MOS MLP.
         score_range: ``(lo, hi)`` MOS scale the sigmoid output is mapped to.
+        colour_stats: the MOS head also sees :func:`colour_statistics` of the image (its input
+            is then ``5·D + 9`` wide); off by default and in checkpoints that do not say so.
 
     Example:
         >>> from attiqa.modeling.heads import build_model
@@ -67,14 +98,16 @@ class QualityModel(nn.Module):
     """
 
     def __init__(self, attiqa: nn.Module, head_hidden: int = 512, dropout: float = 0.1,
-                 score_range: tuple[float, float] = (0.0, 1.0)):
+                 score_range: tuple[float, float] = (0.0, 1.0), colour_stats: bool = False):
         super().__init__()
         lo, hi = float(score_range[0]), float(score_range[1])
         if not hi > lo:
             raise ValueError(f"score_range must be (lo, hi) with hi > lo, got {score_range}")
         self.attiqa = attiqa
         n_attr = 5
-        self.mos_head = MOSHead(n_attr * int(attiqa.head_feature_dim), head_hidden, dropout)
+        self.colour_stats = bool(colour_stats)
+        extra = len(COLOUR_STATS) if self.colour_stats else 0
+        self.mos_head = MOSHead(n_attr * int(attiqa.head_feature_dim) + extra, head_hidden, dropout)
         self.register_buffer("score_lo", torch.tensor(lo), persistent=True)
         self.register_buffer("score_hi", torch.tensor(hi), persistent=True)
 
@@ -85,9 +118,12 @@ class QualityModel(nn.Module):
     @property
     def config(self) -> dict:
         """JSON-able dict that rebuilds the model with :meth:`from_config`."""
-        return {"type": "QualityModel", "attiqa": dict(self.attiqa.config),
-                "mos_head": {"hidden": self.mos_head.hidden, "dropout": self.mos_head.dropout},
-                "score_range": list(self.score_range)}
+        config = {"type": "QualityModel", "attiqa": dict(self.attiqa.config),
+                  "mos_head": {"hidden": self.mos_head.hidden, "dropout": self.mos_head.dropout},
+                  "score_range": list(self.score_range)}
+        if self.colour_stats:
+            config["mos_head"]["colour_stats"] = True
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> "QualityModel":
@@ -101,12 +137,17 @@ class QualityModel(nn.Module):
         attiqa = build_model(**arch)
         head = config.get("mos_head", {})
         return cls(attiqa, head_hidden=head.get("hidden", 512), dropout=head.get("dropout", 0.1),
-                   score_range=tuple(config.get("score_range", (0.0, 1.0))))
+                   score_range=tuple(config.get("score_range", (0.0, 1.0))),
+                   colour_stats=bool(head.get("colour_stats", False)))
 
     def head_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 3, H, W)`` in ``[0, 1]`` -> (concatenated head features ``(B, 5·D)``, attributes ``(B, 5)``)."""
+        """``(B, 3, H, W)`` in ``[0, 1]`` -> (what the MOS head sees: the concatenated head features
+        ``(B, 5·D)``, followed by the :func:`colour_statistics` if ``colour_stats``; attributes ``(B, 5)``)."""
         out = self.attiqa(images)
-        return out.head_features.flatten(1), out.scores
+        feats = out.head_features.flatten(1)
+        if self.colour_stats:
+            feats = torch.cat([feats, colour_statistics(images)], dim=1)
+        return feats, out.scores
 
     def forward_unit(self, images: torch.Tensor) -> QualityOutput:
         """Like :meth:`forward` but the MOS is in ``(0, 1)`` (before mapping to ``score_range``)."""

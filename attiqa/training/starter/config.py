@@ -9,7 +9,7 @@ from attiqa.utils.files import cache_root
 __all__ = ["STARTER_VERSION", "STARTER_DESCRIPTION", "BUILD_PHOTOS", "HOLDOUT_PHOTOS", "PHOTO_LICENSES",
            "StarterConfig", "starter_path"]
 
-STARTER_VERSION = 2
+STARTER_VERSION = 3
 """Bumped whenever the recipe changes, so a cached starter of an older recipe is never reused."""
 
 STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) whose attribute heads "
@@ -58,6 +58,13 @@ class StarterConfig:
         joint_steps: steps of the joint stage (attribute ranking + MOS on pushed renderings).
         joint_groups: photo crops per joint step.
         joint_versions: renderings per crop: the photo's own and ``joint_versions - 1`` pushes.
+        ladder: groups hold each of their directions at two magnitudes (see
+            :meth:`~attiqa.training.starter.data.PushGroups.ladder_plan`); False: v2's groups.
+        flips: mirror half of the training crops.
+        mos_rank_loss: ``"hinge"`` on the MOS (margin ``mos_margin``) or ``"logistic"`` on its logits.
+        mos_mse_weight: weight of the squared error to the pseudo-MOS within the MOS loss.
+        colour_stats: the MOS head also sees global colour and tone statistics
+            (:func:`attiqa.modeling.quality.colour_statistics`).
         joint_lr: peak learning rate of the joint stage (cosine decay).
         mos_weight: weight of the MOS loss against the attribute-ranking loss (whose values are
             about ten times larger).
@@ -83,14 +90,19 @@ class StarterConfig:
     rank_batch_size: int = 16
     rank_lr: float = 3e-4
     trainable_backbone_fraction: float = 0.4
-    joint_steps: int = 240
+    joint_steps: int = 260
     joint_groups: int = 3
-    joint_versions: int = 6
+    joint_versions: int = 8
     joint_lr: float = 5e-4
     mos_weight: float = 4.0
     mos_head_lr_factor: float = 6.0
     mos_margin: float = 0.03
     min_magnitude: float = 0.05
+    ladder: bool = True
+    flips: bool = True
+    mos_rank_loss: str = "hinge"
+    mos_mse_weight: float = 1.0
+    colour_stats: bool = True
     threads: int = 1
     report_magnitudes: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     report_crops: int = 2
@@ -108,7 +120,7 @@ class StarterConfig:
     def small(cls) -> "StarterConfig":
         """The real recipe, cut to well under a minute on one core (tests that it learns)."""
         return cls(head_hidden=64, mos_hidden=64, crop=96, photo_max_side=192, rank_steps=0,
-                   trainable_backbone_fraction=0.3, joint_steps=60, joint_groups=2, joint_versions=6,
+                   trainable_backbone_fraction=0.3, joint_steps=100, joint_groups=2, joint_versions=8,
                    joint_lr=1e-3, threads=1, report_magnitudes=(0.0, 0.5, 1.0), report_crops=1)
 
 

@@ -52,11 +52,11 @@ class PushGroups(torch.utils.data.Dataset):
     """
 
     def __init__(self, photos: list[torch.Tensor], teacher, n: int, crop: int, versions: int, seed: int,
-                 min_magnitude: float = 0.05):
+                 min_magnitude: float = 0.05, ladder: bool = False, flips: bool = False):
         if versions < 2:
             raise ValueError("a group needs the photo and at least one push")
         self.photos, self.teacher, self.n, self.crop, self.versions = photos, teacher, n, crop, versions
-        self.seed, self.min_magnitude = seed, min_magnitude
+        self.seed, self.min_magnitude, self.ladder, self.flips = seed, min_magnitude, ladder, flips
 
     def __len__(self):
         return self.n
@@ -71,11 +71,36 @@ class PushGroups(torch.utils.data.Dataset):
         plan.append([DIRECTIONS[k] for k in pick])
         return plan[:self.versions - 1]
 
+    def ladder_plan(self, i: int, g: torch.Generator) -> list[tuple[str, float, int]]:
+        """Group ``i`` as ladders: each direction at two magnitudes (same noise pattern), so that
+        the MOS learns the order along one direction as well as against the photo.
+
+        Returns ``[(direction, magnitude, noise seed), ...]``: both directions of one two-sided
+        axis and one one-sided direction, two rungs each, then random single rungs.
+        """
+        axes = list(TWO_SIDED.values())
+        dirs = [*axes[i % len(axes)], _ONE_SIDED[i % len(_ONE_SIDED)]]
+        plan = []
+        for d in dirs:
+            a, b = sorted(_uniform(g, self.min_magnitude, 1.0) for _ in range(2))
+            seed = int(torch.randint(0, 2 ** 31, (1,), generator=g))
+            plan += [(d, a, seed), (d, b, seed)]
+        while len(plan) < self.versions - 1:
+            d = DIRECTIONS[int(torch.randint(0, len(DIRECTIONS), (1,), generator=g))]
+            plan.append((d, _uniform(g, self.min_magnitude, 1.0), int(torch.randint(0, 2 ** 31, (1,), generator=g))))
+        return plan[:self.versions - 1]
+
     @torch.no_grad()
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(self.seed * 104729 + 31 * i + 5)
         photo = self.photos[int(torch.randint(0, len(self.photos), (1,), generator=g))]
         base = random_crop(photo, self.crop, g)[None]
+        if self.flips and float(torch.rand((), generator=g)) < 0.5:
+            base = base.flip(-1)
+        if self.ladder:
+            x = torch.cat([base] + [push(base, d, m, torch.Generator().manual_seed(sd))
+                                    for d, m, sd in self.ladder_plan(i, g)])
+            return x, self.teacher(x).float(), pseudo_mos(base, x).float()
         imgs = [base]
         for dirs in self.directions(i, g):
             x = base

@@ -5,7 +5,7 @@
 2. :func:`joint_stage`: the MOS head on the heads' features learns, end to end with the heads
    and the trainable backbone part, to order the renderings of one crop by their pseudo-MOS
    (a pairwise hinge between renderings of the same crop + the squared error to the
-   pseudo-MOS), next to the attribute-ranking loss that keeps the heads with the teacher.
+   pseudo-MOS; or a logistic ranking loss on the logits with ``mos_rank_loss="logistic"``), next to the attribute-ranking loss that keeps the heads with the teacher.
 """
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progr
                              {"params": head, "lr": config.joint_lr * config.mos_head_lr_factor}], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.joint_steps)
     data = PushGroups(photos, AnalyticTeacher().eval(), config.joint_steps * config.joint_groups, config.crop,
-                      config.joint_versions, config.seed + 101, config.min_magnitude)
+                      config.joint_versions, config.seed + 101, config.min_magnitude, ladder=config.ladder,
+                      flips=config.flips)
     loader = torch.utils.data.DataLoader(data, batch_size=config.joint_groups, shuffle=False)
     qmodel.train()
     _freeze_batch_norm(qmodel)
@@ -100,13 +101,22 @@ def joint_stage(qmodel, photos: list[torch.Tensor], config: StarterConfig, progr
     bar = tqdm(total=config.joint_steps, desc="starter: attributes + MOS", disable=not progress, leave=False)
     for imgs, labels, target in loader:
         gsz, v = imgs.shape[:2]
-        out = model(imgs.flatten(0, 1))
-        mos = torch.sigmoid(qmodel.mos_head(out.head_features.flatten(1))).view(gsz, v)
-        rank, _ = margin_ranking_loss(out.scores, labels.flatten(0, 1), 0.1)
+        feats, scores = qmodel.head_features(imgs.flatten(0, 1))
+        logit = qmodel.mos_head(feats).view(gsz, v)
+        mos = torch.sigmoid(logit)
+        rank, _ = margin_ranking_loss(scores, labels.flatten(0, 1), 0.1)
         better = target[:, :, None] > target[:, None, :] + config.mos_margin  # (G, V, V): i should beat j
-        hinge = F.relu(mos[:, None, :] - mos[:, :, None] + config.mos_margin)[better].mean() if better.any() \
-            else mos.sum() * 0
-        loss = rank + config.mos_weight * (hinge + F.mse_loss(mos, target))
+        if not better.any():
+            hinge = mos.sum() * 0
+        elif config.mos_rank_loss == "logistic":  # RankNet on the logits: no sigmoid saturation near the photo
+            hinge = F.softplus(logit[:, None, :] - logit[:, :, None])[better].mean()
+        else:
+            hinge = F.relu(mos[:, None, :] - mos[:, :, None] + config.mos_margin)[better].mean()
+        if config.mos_rank_loss == "logistic":  # squared error of the logits: keeps them from growing without bound
+            fit = F.mse_loss(logit, torch.logit(target.clamp(0.02, 0.98)))
+        else:
+            fit = F.mse_loss(mos, target)
+        loss = rank + config.mos_weight * (hinge + config.mos_mse_weight * fit)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -131,6 +141,7 @@ def quality_stage(model, photos: list[torch.Tensor], config: StarterConfig, prog
     from attiqa.modeling.quality import QualityModel
 
     torch.manual_seed(config.seed)
-    qmodel = QualityModel(model, head_hidden=config.mos_hidden, dropout=0.0, score_range=(0.0, 1.0))
+    qmodel = QualityModel(model, head_hidden=config.mos_hidden, dropout=0.0, score_range=(0.0, 1.0),
+                          colour_stats=config.colour_stats)
     info = joint_stage(qmodel, photos, config, progress)
     return qmodel.eval(), info
