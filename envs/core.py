@@ -447,8 +447,12 @@ class TuningCore:
         self.isp_module = isp
         self.images = images
         self.device = torch.device(device)
+        # The registry builds a reward once, frozen, in eval mode and on its device (envs.rewards).
         self.reward = create_reward(reward, reward_checkpoint, self.device) if isinstance(reward, str) else reward
-        self.reward = self.reward.to(self.device).eval()
+        dev = next((p.device for p in self.reward.parameters()), self.device)
+        if dev.type != self.device.type:
+            raise ValueError(f"the reward model is on {dev}, the environment on {self.device}; build it with "
+                             f"envs.create_reward(..., device={str(self.device)!r})")
         self.pipeline = isp.ISP().to(self.device).eval()
         self.thumb_size = int(thumb_size)
         self.hist_bins = int(hist_bins)

@@ -102,3 +102,39 @@ def test_observation_tells_an_under_from_an_over_exposed_capture(tmp_path):
     lum = np.arange(16)
     assert (hist[1] * lum).sum() > (hist[0] * lum).sum() + 2  # ... and its histogram lies higher
     np.testing.assert_allclose(hist.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_env_vecenv_and_predictor_share_one_step(sample_root):
+    """For the same RAW and action, the env, the vectorised env and the predictor observe and reward alike."""
+    from envs import IspTuningEnv
+    from envs.config import EnvConfig
+    from envs.vec_env import IspTuningVecEnv
+    from rl.inference import AgentParamsPredictor
+
+    cfg = EnvConfig.from_dict({"crop": [64, 96], "preview_side": 128, "crop_mode": "whole", "thumb_size": 4, "hist_bins": 8,
+                               "clip_penalty": 3.0, "cast_penalty": 1.5, "param_penalty": 0.5})
+    images = load_image_set(sample_root, "test", **{**cfg.image_kwargs(), "flip": False}, limit=2)
+    core = TuningCore(images, create_reward("analytic"), **cfg.core_kwargs())
+    env = IspTuningEnv(cfg, core=core)
+    venv = IspTuningVecEnv(2, cfg, core=core)
+    predictor = AgentParamsPredictor(None, {"algo": "sac", "env": cfg.to_dict(), "inference": {"fallback": "none"}}, None,
+                                     core.reward)
+    action = np.linspace(-0.7, 0.7, isp.NUM_PARAMS).astype(np.float32)
+    venv.reset()
+    for i in range(2):
+        venv.envs[i].reset(options={"image_index": i})
+        obs_env, _ = env.reset(options={"image_index": i})
+        obs_vec = venv.envs[i].start(i, core.neutral([i])[0])[0]
+        neutral = core.evaluate([i], np.zeros((1, isp.NUM_PARAMS), np.float32))
+        obs_pred = predictor._obs(neutral, np.zeros((1, isp.NUM_PARAMS), np.float32), 0)[0]
+        np.testing.assert_array_equal(obs_env, obs_vec)
+        np.testing.assert_allclose(obs_env, obs_pred, atol=1e-6)
+        _, r_env, *_ = env.step(action)
+        chosen = core.evaluate([i], action[None])
+        r_pred = float(predictor._potential(chosen, action[None], neutral)[0] - predictor._potential(neutral, np.zeros((1, isp.NUM_PARAMS)), neutral)[0])
+        assert r_env == pytest.approx(r_pred, abs=1e-5)
+    actions = np.stack([action, -action])
+    _, r_vec, _, _ = venv.step(actions)
+    for i in range(2):
+        env.reset(options={"image_index": i})
+        assert float(env.step(actions[i])[1]) == pytest.approx(float(r_vec[i]), abs=1e-5)
