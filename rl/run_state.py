@@ -40,6 +40,7 @@ import torch
 from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from rl.common import AGENT_FILE, CURVE_FILE, REPLAY_FILE, STATE_FILE, VECNORM_FILE, atomic_write_bytes, dump_json, load_npz
+from rlisp_common.files import sha256_file
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -86,7 +87,7 @@ def _check_manifest(folder: Path) -> str | None:
         f = folder / name
         if not f.is_file():
             return f"{name} missing"
-        if f.stat().st_size != meta["bytes"] or _sha256(f) != meta["sha256"]:
+        if f.stat().st_size != meta["bytes"] or sha256_file(f) != meta["sha256"]:
             return f"{name} does not match its manifest"
     return None
 
@@ -128,14 +129,6 @@ def remove_stale_temp(run_dir: str | Path) -> list[Path]:
 
 
 # -- saving --------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _kill_hook(step: int, point: str) -> None:
     spec = os.environ.get(KILL_HOOK_ENV)
     if not spec:

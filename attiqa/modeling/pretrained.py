@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from rlisp_common.files import sha256_file
+
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "FORMAT", "REQUIRED_META", "save_pretrained", "load_pretrained", "is_hub_id",
            "is_pretrained_folder", "resolve_source"]
 
@@ -54,14 +56,6 @@ def is_hub_id(source) -> bool:
     """``owner/name`` or ``owner/name@revision`` that is not a local path."""
     s = str(source)
     return not Path(s).exists() and bool(_HUB_ID.match(s)) and not s.endswith((".pt", ".pth", ".safetensors"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_pretrained(folder, state_dict: dict, meta: dict, provenance: dict | None = None) -> Path:
@@ -161,7 +155,7 @@ def load_pretrained(folder) -> dict:
     if not w_path.is_file():
         raise FileNotFoundError(f"ATTIQA checkpoint folder without {WEIGHTS_NAME}: {folder}")
     want = (config.get("provenance") or {}).get("weights_sha256")
-    if want and _sha256(w_path) != want:
+    if want and sha256_file(w_path) != want:
         raise ValueError(f"{w_path}: the weights' SHA-256 differs from the one in {CONFIG_NAME} (changed or truncated file)")
     try:
         state = load_file(str(w_path), device="cpu")

@@ -108,6 +108,28 @@ def _planes_demosaic(method: str, mosaic: torch.Tensor, pattern: str, masks=None
     return pl.interleave(rgb, pl.margin), masks
 
 
+def _white_balance_clip(gains, mosaic, cfa_index, highlight):
+    """White balance and highlight clip of the fused nodes' forward passes.
+
+    Returns ``(m, inside, wb, level, from_level)``: the mosaic as ``(B, H/2, 2, W)`` row pairs, the
+    0/1 mask of samples below the clip level, the white-balanced and clipped mosaic
+    ``(B, 1, H, W)``, the per-image level and whether clipped samples follow ``min(g)`` (where that
+    is the level; ends included, as ``torch.clamp``).
+    """
+    b, _, h, w = mosaic.shape
+    level = clip_level(gains.to(mosaic.dtype), highlight)
+    m = mosaic.reshape(b, h // 2, 2, w)
+    prod = m * cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
+    lv = level.reshape(b, 1, 1, 1)
+    inside = torch.le(prod, lv, out=torch.empty_like(prod))
+    wb = torch.where(inside.bool(), prod, lv).reshape(b, 1, h, w)
+    del prod
+    from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
+    if highlight == "channel":
+        from_level = torch.zeros_like(from_level)
+    return m, inside, wb, level, from_level
+
+
 class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
     """White balance + highlight clip + a demosaic that is linear given its decisions; gradient
     with respect to the gains only.
@@ -124,16 +146,7 @@ class _WhiteBalanceDemosaicLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gains, mosaic, cfa_index, patterns, method, highlight):  # noqa: D102
         b, _, h, w = mosaic.shape
-        level = clip_level(gains.to(mosaic.dtype), highlight)
-        m = mosaic.reshape(b, h // 2, 2, w)
-        prod = m * cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
-        lv = level.reshape(b, 1, 1, 1)
-        inside = torch.le(prod, lv, out=torch.empty_like(prod))
-        wb = torch.where(inside.bool(), prod, lv).reshape(b, 1, h, w)
-        # clipped samples follow min(g) where that is the level (ends included, as torch.clamp)
-        from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
-        if highlight == "channel":
-            from_level = torch.zeros_like(from_level)
+        m, inside, wb, level, from_level = _white_balance_clip(gains, mosaic, cfa_index, highlight)
         # tangents: m restricted to the unclipped red and blue sites, and the clipped indicator;
         # green's follows from linearity, D = g_R T_R + g_G T_G + g_B T_B + L T_clip
         site = torch.nn.functional.one_hot(cfa_index.to(mosaic.device), 3).to(mosaic.dtype).permute(0, 2, 1)  # (B, 3, 4)
@@ -185,16 +198,7 @@ class _WhiteBalanceMenon(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gains, mosaic, cfa_index, patterns, highlight):  # noqa: D102
         b, _, h, w = mosaic.shape
-        level = clip_level(gains.to(mosaic.dtype), highlight)
-        m = mosaic.reshape(b, h // 2, 2, w)
-        prod = m * cfa_rows(gains.to(mosaic.dtype), cfa_index, w)
-        lv = level.reshape(b, 1, 1, 1)
-        inside = torch.le(prod, lv, out=torch.empty_like(prod))
-        wb = torch.where(inside.bool(), prod, lv).reshape(b, 1, h, w)
-        del prod
-        from_level = (gains.detach().amin(dim=1) <= 1.0) & (inside.reshape(b, -1).amin(dim=1) < 1.0)
-        if highlight == "channel":
-            from_level = torch.zeros_like(from_level)
+        m, inside, wb, level, from_level = _white_balance_clip(gains, mosaic, cfa_index, highlight)
         out = mosaic.new_empty(b, 3, h, w)
         pats = [patterns[0]] * b if len(patterns) == 1 else list(patterns)
         groups = []
