@@ -49,12 +49,10 @@ def test_entry_point_main_answers_help_like_the_python_form(name):
 
 
 def _installed_here() -> bool:
-    try:
-        dist = importlib.metadata.distribution("rl-isp-attiqa")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    direct = dist.read_text("direct_url.json") or ""
-    return REPO.as_uri() in direct
+    # every distribution of that name: the build's own egg-info in the checkout (on sys.path as the
+    # working folder) can shadow the installed dist-info, which alone records where it came from
+    dists = [d for d in importlib.metadata.distributions() if (d.metadata["Name"] or "").lower() == "rl-isp-attiqa"]
+    return any(REPO.as_uri() in (d.read_text("direct_url.json") or "") for d in dists)
 
 
 @pytest.mark.skipif(not _installed_here(), reason="rl-isp-attiqa is not pip-installed from this checkout (pip install -e .)")
