@@ -71,15 +71,8 @@ def demosaic_bilinear(mosaic: torch.Tensor, patterns: str | Sequence[str]) -> to
         >>> rgb.shape
         torch.Size([2, 3, 8, 8])
     """
-    if mosaic.dim() != 4 or mosaic.shape[1] != 1:
-        raise ValueError(f"mosaic must be (B, 1, H, W), got {tuple(mosaic.shape)}")
+    patterns = _check_mosaic(mosaic, patterns)
     b, _, h, w = mosaic.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"mosaic height and width must be even, got {h}x{w}")
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    if len(patterns) not in (1, b):
-        raise ValueError(f"need 1 or {b} CFA patterns, got {len(patterns)}")
     if not (torch.is_grad_enabled() and mosaic.requires_grad):  # no gradient: the faster phase-plane form
         if len(set(patterns)) == 1:
             return _demosaic_phase_planes(mosaic, patterns[0])
