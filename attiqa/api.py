@@ -123,8 +123,6 @@ class QualityMetric(nn.Module):
         checkpoint_path: where the weights came from (file or folder).
     """
 
-    lower_better: bool = False
-
     def __init__(self, model: QualityModel, meta: dict, checkpoint_path=None, *, as_loss: bool = False,
                  loss_weight: float = 1.0, loss_reduction: str = "mean"):
         super().__init__()
@@ -133,6 +131,7 @@ class QualityMetric(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self.meta = dict(meta)
         self.score_range = model.score_range
+        self.lower_better = bool(model.lower_better)
         self.as_loss = bool(as_loss)
         self.loss_weight = float(loss_weight)
         self.loss_reduction = loss_reduction

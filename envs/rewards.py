@@ -1,7 +1,10 @@
 """Reward registry: image-quality scorers the environment can be rewarded by.
 
-Every entry knows its sign (``lower_better``) and its score range, so the environment can turn
-any scorer into a "higher is better, roughly in [0, 1]" quantity before taking differences.
+Every built reward knows its sign (``lower_better``) and its score range, so the environment can
+turn any scorer into a "higher is better, roughly in [0, 1]" quantity before taking differences.
+Each is declared once, where the scorer is defined: ATTIQA's by its quality model and
+``attiqa.QualityMetric`` (read by :func:`_build_attiqa`), the analytic teacher's in
+:func:`_build_analytic`; a registry entry only names a builder.
 
 Example:
     >>> reward = create_reward("analytic")                     # doctest: +SKIP
@@ -118,15 +121,11 @@ class RewardEntry:
 
     Attributes:
         name: registry key (``--reward NAME``).
-        lower_better: sign of the score.
-        score_range: declared range; ``None`` means "ask the built scorer" (``.score_range``).
         description: one line for ``--help`` and logs.
         build: ``(checkpoint, device) -> RewardModel``.
     """
 
     name: str
-    lower_better: bool
-    score_range: tuple[float, float] | None
     description: str
     build: Callable[[str | None, str], RewardModel]
 
@@ -207,8 +206,6 @@ ANALYTIC_RANGE: tuple[float, float] = (0.0, 1.0)
 register_reward(
     RewardEntry(
         name="attiqa",
-        lower_better=False,
-        score_range=None,
         description="ATTIQA predicted MOS (any checkpoint; the starter model when none is given)",
         build=_build_attiqa,
     )
@@ -216,8 +213,6 @@ register_reward(
 register_reward(
     RewardEntry(
         name="analytic",
-        lower_better=False,
-        score_range=ANALYTIC_RANGE,
         description="mean of the analytic teacher's five attribute scores (no model file)",
         build=_build_analytic,
     )

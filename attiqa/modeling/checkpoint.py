@@ -165,7 +165,7 @@ def quality_checkpoint_meta(model: QualityModel, *, starter: bool = False, descr
             norm = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
     meta = {"kind": "quality", "architecture": arch, "attributes": list(ATTRIBUTES),
             "normalization": norm, "starter": bool(starter), "description": description,
-            "score_range": list(model.score_range), "lower_better": False}
+            "score_range": list(model.score_range), "lower_better": bool(model.lower_better)}
     meta.update(extra or {})
     return meta
 

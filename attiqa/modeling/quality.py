@@ -111,6 +111,10 @@ class QualityModel(nn.Module):
         self.register_buffer("score_lo", torch.tensor(lo), persistent=True)
         self.register_buffer("score_hi", torch.tensor(hi), persistent=True)
 
+    #: A higher MOS is a better image (the one declaration of the sign: ``QualityMetric``, the
+    #: checkpoint metadata and the RL reward read it from here).
+    lower_better = False
+
     @property
     def score_range(self) -> tuple[float, float]:
         return float(self.score_lo), float(self.score_hi)
