@@ -53,20 +53,21 @@ def resume(run_dir):
     return proc
 
 
-def final_state(run_dir) -> dict:
-    """Every number of the final checkpoint (step 2N)."""
+def final_state(run_dir, buffer: bool = True) -> dict:
+    """Every number of the final checkpoint (step 2N); ``buffer``: an off-policy run's replay buffer."""
     from stable_baselines3.common.save_util import load_from_zip_file
 
     ckpt = Path(run_dir) / "checkpoints" / f"step_{2 * N}"
     manifest = json.loads((ckpt / "MANIFEST.json").read_text())
-    assert set(manifest["files"]) >= {"agent.zip", "replay_buffer.npz", "vecnormalize.npz", "arrays.npz", "state.json"}
+    files = {"agent.zip", "vecnormalize.npz", "arrays.npz", "state.json"} | ({"replay_buffer.npz"} if buffer else set())
+    assert set(manifest["files"]) >= files
     out = {}
     _, params, variables = load_from_zip_file(ckpt / "agent.zip", device="cpu", load_data=False)
     for group, sd in params.items():  # policy, actor/critic/entropy optimizers
         flat = sd if group == "policy" else {"state": sd["state"], "param_groups": sd["param_groups"]}
         out[f"agent/{group}"] = flat
     out["agent/variables"] = variables
-    for name in ("replay_buffer.npz", "vecnormalize.npz", "arrays.npz"):
+    for name in sorted(files - {"agent.zip", "state.json"}):
         with np.load(ckpt / name, allow_pickle=False) as f:
             out.update({f"{name}/{k}": f[k] for k in f.files})
     out["state.json"] = json.loads((ckpt / "state.json").read_text())
@@ -168,3 +169,20 @@ def test_tampered_checkpoint_is_passed_over(uninterrupted, sample_root, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"skipping incomplete checkpoint {newest}" in proc.stdout and f"resuming at timestep {N}" in proc.stdout
     assert_same(uninterrupted, final_state(run_dir))
+
+
+def test_ppo_resume_after_checkpoint_equals_uninterrupted(sample_root, tmp_path):
+    """PPO (on-policy: no replay buffer; a checkpoint falls between rollouts of n_envs * n_steps
+    = N transitions): killed after the checkpoint at N and resumed, bitwise equal to a 2N run."""
+    ppo = ["--algo", "ppo", "--reward", "analytic", "--n-envs", "4", "--threads", "1", "--no-eval",
+           "--total-timesteps", str(2 * N), "--hyperparams", "env.crop=[64,64]", "env.preview_side=128",
+           "env.thumb_size=4", f"checkpoint_every={N}", "curve_every=32", f"algo_kwargs.n_steps={N // 4}",
+           "algo_kwargs.batch_size=32", "algo_kwargs.n_epochs=2", "algo_kwargs.policy_kwargs.net_arch=[32,32]"]
+    a, b = tmp_path / "A", tmp_path / "B"
+    proc = train(a, "--data", sample_root, *ppo)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = train(b, "--data", sample_root, *ppo, kill_in_save=f"{N}:done")
+    assert proc.returncode == -signal.SIGKILL
+    proc = resume(b)
+    assert f"resuming at timestep {N}" in proc.stdout
+    assert_same(final_state(a, buffer=False), final_state(b, buffer=False))
