@@ -212,7 +212,9 @@ class QualityMetric(nn.Module):
 
         Args:
             paths: image files.
-            max_side: when given, larger images are downscaled so that their longer side is ``max_side``.
+            max_side: when given, larger images are downscaled so that their longer side is
+                ``max_side`` (8-bit files first by an integer box reduction while decoding, so a
+                huge image never exists at full size in float).
 
         Returns:
             One dict per path: ``{"path": str, "mos": float, "sharpness": float, ...}``.
@@ -221,7 +223,7 @@ class QualityMetric(nn.Module):
 
         out = []
         for p in paths:
-            img = load_image(p)
+            img = load_image(p, reduce_to=max_side)
             if max_side is not None and max(img.shape[-2:]) > max_side:
                 short = round(min(img.shape[-2:]) * max_side / max(img.shape[-2:]))
                 img = resize_short_edge(img, short)

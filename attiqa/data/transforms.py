@@ -18,12 +18,17 @@ import torch.nn.functional as F
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def load_image(path: str | Path) -> torch.Tensor:
+def load_image(path: str | Path, reduce_to: int | None = None) -> torch.Tensor:
     """Reads an image file as an sRGB float tensor.
 
     Args:
         path: any file Pillow can open (8- or 16-bit, grey, RGB or RGBA); TIFFs are read with
             tifffile first so that 16-bit RGB samples keep their precision.
+        reduce_to: when given, an 8-bit image whose longer side is at least twice this is first
+            shrunk by Pillow's integer box reduction (``Image.reduce``, on the 8-bit samples) by
+            the largest factor that keeps the longer side ``>= reduce_to``; the caller resizes
+            the rest of the way. This keeps a huge file from ever existing as a full-size float
+            array (an 8000 x 8000 PNG: 768 MB of float32).
 
     Returns:
         Tensor ``(3, H, W)`` float32 in ``[0, 1]``.
@@ -54,7 +59,11 @@ def load_image(path: str | Path) -> torch.Tensor:
                     raise ValueError(f"image holds NaN or infinite values: {path}")
                 arr = np.repeat(arr[..., None], 3, axis=-1)
             else:
-                arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+                rgb = im.convert("RGB")
+                factor = max(rgb.size) // int(reduce_to) if reduce_to else 1
+                if factor >= 2:
+                    rgb = rgb.reduce(factor)
+                arr = np.asarray(rgb, dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"not a readable image: {path} ({exc})") from exc
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).clamp_(0.0, 1.0)

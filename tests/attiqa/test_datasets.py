@@ -143,3 +143,17 @@ def test_resize_and_train_crop(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="not a readable image"):
         load_image(tmp_path / "bad.png")
+
+
+def test_load_image_reduce_to_box_averages_while_decoding(tmp_path):
+    """``reduce_to`` shrinks a large 8-bit image by the largest integer factor that keeps the longer
+    side >= the target, as a box average of the 8-bit samples (numpy reference), before any float copy."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, size=(70, 100, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "big.png")
+    full = load_image(tmp_path / "big.png")
+    assert torch.equal(load_image(tmp_path / "big.png", reduce_to=60), full)  # factor 1: untouched
+    small = load_image(tmp_path / "big.png", reduce_to=30)  # 100 // 30 = 3 -> 34 x 24 (last partial box kept)
+    assert small.shape == (3, 24, 34)
+    box = a[:69, :99].reshape(23, 3, 33, 3, 3).astype(np.float64).mean(axis=(1, 3)) / 255.0
+    np.testing.assert_allclose(small[:, :23, :33].permute(1, 2, 0).numpy(), box, atol=1 / 255 + 1e-6)
