@@ -155,7 +155,7 @@ def test_resume_skips_finished_shards(tmp_path, capsys):
         assert len(z["paths"]) == 10 and len(set(z["paths"].tolist())) == 10
         assert z["scores"].shape == (10, 5) and list(z["attributes"]) == list(ATTRIBUTES)
     # another job in the same work folder is refused, --overwrite starts afresh
-    assert main(common[:-1] + ["--size", "16", "--no-progress"]) == 1
+    assert main(common[:-1] + ["--size", "16", "--no-progress"]) == 5  # EXIT_BAD_INPUT
     assert "different job" in capsys.readouterr().err
     assert main(common + ["--size", "16", "--overwrite"]) == 0
 
