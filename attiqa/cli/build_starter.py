@@ -1,6 +1,9 @@
 """``python -m attiqa build-starter``: build (or report on) the offline starter model.
 
-The recipe is in :mod:`attiqa.training.starter`; this module is its command line.
+The recipe is in :mod:`attiqa.training.starter`; this module is its command line. A missing,
+unreadable or invalid ``--out`` given to ``--report`` is one line ``attiqa build-starter: error:
+<file>: <cause>`` with the shared exit code (3 missing, 4 permission denied, 5 invalid, 6 pickled
+objects; see :mod:`attiqa.cli.common`), Ctrl-C during a build exit code 130.
 """
 from __future__ import annotations
 
@@ -9,18 +12,21 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from attiqa.cli.common import stage_description
+from attiqa.cli.common import EXIT_CODES_HELP, on_file, reports_errors, stage_description
 from attiqa.training.starter import build as stage
 from attiqa.training.starter.build import build_starter, fixed_threads
 from attiqa.training.starter.config import HOLDOUT_PHOTOS, StarterConfig, starter_path
 from attiqa.training.starter.photos import starter_photos
 from attiqa.training.starter.report import format_report, holdout_report
+from rlisp_common.exit_codes import InputError
 
 __all__ = ["main"]
 
 
+@reports_errors("attiqa build-starter")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attiqa build-starter", description=stage_description(stage))
+    p = argparse.ArgumentParser(prog="python -m attiqa build-starter", description=stage_description(stage),
+                                epilog=EXIT_CODES_HELP)
     p.add_argument("--out", default=None, help=f"output checkpoint (default: {starter_path()})")
     p.add_argument("--force", action="store_true", help="rebuild even when the file exists")
     p.add_argument("--tiny", action="store_true", help="the seconds-long test configuration (random weights)")
@@ -36,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else starter_path()
     if args.report:
         from attiqa.api import load_quality_model
-        try:
+
+        with on_file(out):
             model, meta = load_quality_model(out)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"attiqa build-starter: error: {exc}", file=sys.stderr)
-            return 1
+        if "holdout_report" not in meta:
+            raise InputError("not a starter checkpoint (it holds no hold-out report)", path=out)
         report = meta["holdout_report"]
         if args.report_crops:
             cfg = meta.get("starter_config", {})
@@ -55,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f", {cpu:.0f} s CPU on {meta.get('torch_threads')} threads" if cpu is not None else "")
               + f"; {meta['description']}")
         return 0
+    if out.exists() and not out.is_file():
+        raise InputError("not a regular file (a folder?): --out names the checkpoint file to write", path=out)
     if out.is_file() and not args.force:
         print(f"{out} exists (use --force to rebuild)")
         return 0

@@ -2,6 +2,12 @@
 
 The protocols are in :mod:`attiqa.eval.protocols`, the ablation pretraining in
 :mod:`attiqa.training.ablation`; this module is their command line.
+
+A ``--dataset`` or ``--pretrained`` checkpoint that is missing, unreadable or invalid is one line
+``attiqa evaluate: error: <file>: <cause>``; the other datasets and checkpoints are still
+evaluated (a cross pair with a failed dataset is left out) and the exit code is the first
+failure's (3 missing, 4 permission denied, 5 invalid, 6 checkpoint with pickled objects; see
+:mod:`attiqa.cli.common`).
 """
 from __future__ import annotations
 
@@ -11,15 +17,18 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from attiqa.cli.common import stage_description
+from attiqa.cli.common import EXIT_CODES_HELP, collected, on_file, reports_errors, stage_description
 from attiqa.cli.finetune import add_config_arguments, config_from_args
 from attiqa.eval import protocols as stage
 from attiqa.eval.protocols import ResultsTable, cross_dataset, split_protocol
 from attiqa.modeling.checkpoint import load_attiqa_model
 from attiqa.training.ablation import pretrain_variant
 from attiqa.training.finetune import build_quality_model
+from rlisp_common.exit_codes import EXIT_USAGE, Failures, InputError
 
 __all__ = ["main"]
+
+PROG = "attiqa evaluate"
 
 
 _KNOWN = {"koniq10k", "koniq", "spaq", "clive", "livec", "livechallenge", "flive", "ava", "agiqa3k", "agiqa"}
@@ -34,11 +43,12 @@ def _parse_named(spec: str) -> tuple[str, str]:
 
 
 
+@reports_errors(PROG)
 def main(argv: list[str] | None = None) -> int:
     from attiqa.data.datasets import load_dataset, load_csv
 
     p = argparse.ArgumentParser(prog="python -m attiqa evaluate", description=stage_description(stage),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_HELP)
     p.add_argument("--pretrained", action="append", default=[], metavar="NAME=CKPT",
                    help="a pretrained (or quality) checkpoint to evaluate as one table row; repeatable")
     p.add_argument("--dataset", action="append", required=True, metavar="NAME=ROOT",
@@ -69,38 +79,42 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = config_from_args(args)
 
-    try:
-        datasets = {}
-        for spec in args.dataset:
-            name, root = _parse_named(spec) if "=" in spec else ("csv", spec)
+    failures = Failures(prefix=f"{PROG}: error")
+    datasets = {}
+    for spec in args.dataset:  # a bad dataset or checkpoint is one line; the others are evaluated
+        name, root = _parse_named(spec) if "=" in spec else ("csv", spec)
+        with collected(failures, root):
             if name.lower().replace("-", "").replace("_", "") in _KNOWN and name != "csv":
                 ds = load_dataset(name, root)
                 datasets[ds.name] = ds
             else:  # a generic CSV, named NAME (or after its folder for csv=PATH)
                 ds = load_csv(root)
                 datasets[name if name != "csv" else Path(root).resolve().parent.name] = ds
-        models = dict(_parse_named(s) for s in args.pretrained)
-        if args.ablation:
-            if not args.pretrain_images:
-                raise ValueError("--ablation needs --pretrain-images")
-            out_dir = Path(args.out_dir) / "ablation_checkpoints"
-            for variant in ["baseline", *args.ablation]:
-                path = out_dir / f"{variant}.pt"
-                if not path.is_file():
-                    print(f"pretraining ablation variant {variant} ...", file=sys.stderr)
+    models = dict(_parse_named(s) for s in args.pretrained)
+    if args.ablation:
+        if not args.pretrain_images:
+            raise InputError("--ablation needs --pretrain-images", EXIT_USAGE)
+        out_dir = Path(args.out_dir) / "ablation_checkpoints"
+        for variant in ["baseline", *args.ablation]:
+            path = out_dir / f"{variant}.pt"
+            if not path.is_file():
+                print(f"pretraining ablation variant {variant} ...", file=sys.stderr)
+                with on_file(args.pretrain_images):
                     pretrain_variant(args.pretrain_images, path, variant=variant, teacher=args.teacher,
                                      clip_model=args.clip_model, backbone=args.backbone,
                                      pretrained=not args.no_imagenet, steps=args.pretrain_steps,
                                      crop=args.pretrain_crop, resize=max(args.pretrain_crop, 256),
                                      device=str(args.device), seed=args.split_seed)
-                models[{"baseline": "ATTIQA (pretrained here)", "good-bad-prompt": "single good/bad prompt",
-                        "l2-loss": "L2 pretraining loss"}[variant]] = str(path)
-        if not models:
-            raise ValueError("give at least one --pretrained NAME=CKPT or --ablation")
-        loaded = {name: load_attiqa_model(path)[0] for name, path in models.items()}
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa evaluate: error: {exc}", file=sys.stderr)
-        return 1
+            models[{"baseline": "ATTIQA (pretrained here)", "good-bad-prompt": "single good/bad prompt",
+                    "l2-loss": "L2 pretraining loss"}[variant]] = str(path)
+    if not models:
+        raise InputError("give at least one --pretrained NAME=CKPT or --ablation", EXIT_USAGE)
+    loaded = {}
+    for name, path in models.items():
+        with collected(failures, path):
+            loaded[name] = load_attiqa_model(path)[0]
+    if not datasets or not loaded:
+        return failures.code  # each failure has had its line
 
     table = ResultsTable()
     kw = dict(n_splits=args.n_splits, train_fraction=args.train_share, seed=args.split_seed, device=args.device,
@@ -121,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                 [(a, b) for a in datasets for b in datasets if a != b]
             for a, b in pairs:
                 if a not in datasets or b not in datasets:
-                    print(f"attiqa evaluate: error: --cross {a}:{b} names a dataset not given", file=sys.stderr)
-                    return 1
+                    if failures:  # a dataset that failed to load has had its line: its pairs are left out
+                        continue
+                    raise InputError(f"--cross {a}:{b} names a dataset not given", EXIT_USAGE)
                 jobs.append((mname, "cross", a, b, {"cross": True}))
     for mname, proto, tr, te, opt in tqdm(jobs, desc="evaluate"):
         def make(score_range, cfg, _m=loaded[mname]):
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     csv_path, md_path = table.write(args.out_dir)
     print(table.to_markdown())
     print(f"wrote {csv_path} and {md_path}")
-    return 0
+    return failures.code
 
 
 

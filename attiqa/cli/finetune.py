@@ -1,6 +1,10 @@
 """``python -m attiqa finetune``: fine-tune a MOS head (and the network) on an IQA dataset.
 
-The method is in :mod:`attiqa.training.finetune`; this module is its command line.
+The method is in :mod:`attiqa.training.finetune`; this module is its command line. A missing,
+unreadable or invalid ``--dataset`` or ``--pretrained`` (or an image of the dataset that cannot be
+read during training) is one line ``attiqa finetune: error: <file>: <cause>`` with the shared
+exit code (3 missing, 4 permission denied, 5 invalid, 6 checkpoint with pickled objects; see
+:mod:`attiqa.cli.common`); Ctrl-C is exit code 130 (``--resume`` continues from the last ``<out>.state``).
 """
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from attiqa.cli.common import stage_description
+from attiqa.cli.common import EXIT_CODES_HELP, on_file, reports_errors, stage_description
 from attiqa.modeling.checkpoint import load_attiqa_model, save_quality_checkpoint
 from attiqa.training import finetune as stage
 from attiqa.training.finetune import FinetuneConfig, build_quality_model, finetune, predict
+from rlisp_common.exit_codes import EXIT_USAGE, InputError
 
 __all__ = ["add_config_arguments", "config_from_args", "main"]
 
@@ -47,11 +52,12 @@ def config_from_args(args) -> FinetuneConfig:
 
 
 
+@reports_errors("attiqa finetune")
 def main(argv: list[str] | None = None) -> int:
     from attiqa.data.datasets import parse_dataset_spec
 
     p = argparse.ArgumentParser(prog="python -m attiqa finetune", description=stage_description(stage),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_HELP)
     p.add_argument("--pretrained", required=True, help="pretrained ATTIQA checkpoint (from `attiqa pretrain`)")
     p.add_argument("--dataset", required=True,
                    help="NAME=ROOT (koniq10k, spaq, clive, flive, ava, agiqa3k, csv) or a CSV of path,mos")
@@ -66,15 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(p)
     args = p.parse_args(argv)
     config = config_from_args(args)
-    try:
-        dataset = parse_dataset_spec(args.dataset)
-        attiqa, pre_meta = load_attiqa_model(args.pretrained)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa finetune: error: {exc}", file=sys.stderr)
-        return 1
     if not 0 < args.train_fraction <= 1:
-        print("attiqa finetune: error: --train-fraction must be in (0, 1]", file=sys.stderr)
-        return 1
+        raise InputError("--train-fraction must be in (0, 1]", EXIT_USAGE)
+    with on_file(args.dataset.split("=", 1)[-1]):
+        dataset = parse_dataset_spec(args.dataset)
+    with on_file(args.pretrained):
+        attiqa, pre_meta = load_attiqa_model(args.pretrained)
     test_idx = np.array([], dtype=np.int64)
     if args.train_fraction < 1:
         from attiqa.data.splits import random_splits

@@ -1,6 +1,10 @@
 """``python -m attiqa pretrain``: attribute-aware ranking pretraining (single process or ``torchrun``).
 
-The method is in :mod:`attiqa.training.pretrain`; this module is its command line.
+The method is in :mod:`attiqa.training.pretrain`; this module is its command line. A missing,
+unreadable or invalid ``--images``, ``--labels`` or ``--weights`` (or an image that cannot be read
+during training) is one line ``attiqa pretrain: error: <file>: <cause>`` with the shared exit code
+(3 missing, 4 permission denied, 5 invalid, 6 pickled objects; see :mod:`attiqa.cli.common`);
+Ctrl-C is exit code 130 (``--resume`` continues from the last ``OUT_DIR/last.pt``).
 """
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ import numpy as np
 import torch
 
 from attiqa.attributes import ATTRIBUTES
-from attiqa.cli.common import stage_description
+from attiqa.cli.common import EXIT_CODES_HELP, on_file, reports_errors, stage_description
 from attiqa.data.labels import write_labels
 from attiqa.modeling.checkpoint import pretrained_meta
 from attiqa.training import pretrain as stage
 from attiqa.training.losses import LOSSES
 from attiqa.training.pretrain import LabelledImages
 from attiqa.utils.files import atomic_write_text
+from rlisp_common.exit_codes import EXIT_BAD_INPUT, EXIT_MISSING, InputError
 
 __all__ = ["build_parser", "main"]
 
@@ -42,7 +47,7 @@ def _label_on_the_fly(files, teacher_name: str, clip_model: str | None, resize: 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m attiqa pretrain", description=stage_description(stage),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EXIT_CODES_HELP)
     p.add_argument("--images", required=True, help="image folder (any depth) or the root the labels file refers to")
     p.add_argument("--labels", default=None,
                    help="labels file from `python -m attiqa pseudo-label` (.csv: path + five attribute columns, or .npz); "
@@ -76,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+@reports_errors("attiqa pretrain")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch.distributed as dist
@@ -92,24 +98,26 @@ def main(argv: list[str] | None = None) -> int:
 
         root = Path(args.images)
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {root}")
+            raise InputError("image folder not found" if not root.exists() else "not a folder",
+                             EXIT_MISSING if not root.exists() else EXIT_BAD_INPUT, path=root)
         if args.labels:
             from attiqa.data.labels import read_labels_file
 
-            files, scores = read_labels_file(args.labels, root=root)  # CSV or npz
-            labels = torch.as_tensor(np.asarray(scores, dtype=np.float32))
-            if labels.ndim != 2 or labels.shape[1] != len(ATTRIBUTES) or not torch.isfinite(labels).all():
-                raise ValueError(f"{args.labels}: expected finite scores of shape (N, {len(ATTRIBUTES)}), "
-                                 f"got {tuple(labels.shape)}")
-            absent = [p for p in files if not p.is_file()]
-            if absent:
-                raise FileNotFoundError(f"{len(absent)} images of {args.labels} are missing, e.g. {absent[0]}")
+            with on_file(args.labels):
+                files, scores = read_labels_file(args.labels, root=root)  # CSV or npz
+                labels = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+                if labels.ndim != 2 or labels.shape[1] != len(ATTRIBUTES) or not torch.isfinite(labels).all():
+                    raise ValueError(f"expected finite scores of shape (N, {len(ATTRIBUTES)}), got {tuple(labels.shape)}")
+                absent = [p for p in files if not p.is_file()]
+                if absent:
+                    raise FileNotFoundError(f"{len(absent)} of its images are missing, e.g. {absent[0]}")
         else:
             from attiqa.data.image_folder import list_images
 
-            files = list_images(root)
-            if len(files) < 2:
-                raise FileNotFoundError(f"need at least 2 images under {root}, found {len(files)}")
+            with on_file(root):
+                files = list_images(root)
+                if len(files) < 2:
+                    raise FileNotFoundError(f"need at least 2 images, found {len(files)}")
             labels = _label_on_the_fly(files, args.teacher, args.clip_model, args.resize, device,
                                        not args.no_progress and rank == 0)
             if rank == 0:
@@ -140,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"wrote {out / 'pretrained.pt'}")
         elif rank == 0:
             print(f"stopped at step {info['steps']} of {args.steps}; continue with --resume")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"attiqa pretrain: error: {exc}", file=sys.stderr)
-        return 1
     finally:
         if dist.is_initialized():
             dist.barrier()

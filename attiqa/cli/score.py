@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from attiqa.cli.common import EXIT_CODES_HELP, collected, on_file, reports_errors
+
 __all__ = ["main", "starter_notice"]
 
 
@@ -30,8 +32,10 @@ def starter_notice(metric) -> None:
           "Pass --checkpoint for a model fine-tuned on a MOS dataset.", file=sys.stderr)
 
 
+@reports_errors("attiqa score")
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m attiqa score", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m attiqa score", description=__doc__.split("\n\n")[0],
+                                epilog=EXIT_CODES_HELP)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--checkpoint", default=None, help="quality checkpoint (default: the starter model)")
     p.add_argument("--json", action="store_true",
@@ -43,7 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from attiqa.api import create_metric, expand_image_paths
-    from rlisp_common.exit_codes import InputError, describe, error_line
     from rlisp_common.exit_codes import Failures
 
     failures = Failures(prefix="attiqa score: error")
@@ -58,14 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 failures.add(item, cause="not a regular file (a FIFO, device or socket)", code=5)
             else:
                 failures.add(item, exc)
-    try:
+    with on_file(args.checkpoint):  # a bad checkpoint ends the command: one line (reports_errors)
         metric = create_metric(args.checkpoint, device=args.device)
-    except Exception as exc:  # noqa: BLE001 - one line; a bug keeps its traceback
-        code, _ = describe(exc)
-        if code == 1:
-            raise
-        print(error_line(None, InputError.wrap(exc, args.checkpoint), prefix="attiqa score: error"), file=sys.stderr)
-        return code
     if metric.is_starter:
         starter_notice(metric)
     lo, hi = metric.score_range
@@ -75,13 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bar = tqdm(paths, desc="scoring", unit="img", disable=len(paths) < 10 or not sys.stderr.isatty(), leave=False)
     for path in bar:
-        try:
+        row = None
+        with collected(failures, path):  # one line per bad image, the others are scored
             check_image_size(path, args.min_side)
             row = metric.score_paths([path], max_side=args.max_side or None)[0]
-        except Exception as exc:  # noqa: BLE001 - one line per image, the others are scored
-            if describe(exc)[0] == 1:
-                raise
-            failures.add(path, exc)
+        if row is None:
             continue
         if args.json:
             print(json.dumps(row), flush=True)

@@ -196,15 +196,15 @@ def load_backbone_state(backbone: nn.Module, path, name: str) -> None:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file's keys or shapes are not those of ``name``.
+        ValueError: the file is not a readable state dict (an ``InputError`` with its exit code), or its keys or
+            shapes are not those of ``name``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name} ImageNet weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - one clear message for any unreadable file
-        raise ValueError(f"{path}: not a readable PyTorch state-dict file ({exc})") from None
+    from attiqa.utils.files import load_tensor_file
+
+    state = load_tensor_file(path, what="PyTorch state-dict file")
     if isinstance(state, dict):
         for key in ("state_dict", "model"):
             if key in state and isinstance(state[key], dict):

@@ -24,7 +24,7 @@ from torch import nn
 from attiqa.attributes import ATTRIBUTES
 from attiqa.modeling.pretrained import REQUIRED_META, load_pretrained, resolve_source
 from attiqa.modeling.quality import QualityModel
-from attiqa.utils.files import atomic_torch_save
+from attiqa.utils.files import atomic_torch_save, load_tensor_file
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_any", "load_state_strict", "load_attiqa_model",
            "pretrained_meta", "quality_checkpoint_meta", "save_quality_checkpoint"]
@@ -66,15 +66,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ATTIQA checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, permission: one message, its own exit code
-        from rlisp_common.exit_codes import EXIT_BAD_INPUT, InputError, describe
-
-        code, cause = describe(exc, path)
-        if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes
-            code, cause = EXIT_BAD_INPUT, f"corrupt or not a torch file ({cause})"
-        raise InputError(f"not a readable ATTIQA checkpoint: {cause}", code, path=path) from None
+    obj = load_tensor_file(path, map_location, what="ATTIQA checkpoint")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ATTIQA checkpoint (no '{FORMAT}' marker; a plain state dict or another "
                          "project's file?)")

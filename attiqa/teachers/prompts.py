@@ -65,8 +65,10 @@ def load_adjectives(path=None) -> dict[str, dict[str, list[str]]]:
         raise FileNotFoundError(f"adjectives file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is valid YAML
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a YAML/JSON adjectives file ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a ValueError; a Python tag is refused (exit code 6)
+        from rlisp_common.exit_codes import InputError
+
+        raise InputError.wrap(exc, path) from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping attribute -> {{positive: [...], negative: [...]}}")
     out = {}

@@ -22,7 +22,7 @@ from torch import nn
 from attiqa.data.transforms import TestTransform, TrainTransform
 from attiqa.modeling.quality import QualityModel
 from attiqa.utils.device import resolve_device
-from attiqa.utils.files import atomic_torch_save
+from attiqa.utils.files import atomic_torch_save, load_tensor_file
 
 __all__ = ["FinetuneConfig", "build_quality_model", "finetune", "predict"]
 
@@ -126,7 +126,7 @@ def finetune(model: QualityModel, dataset, config: FinetuneConfig | None = None,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))  # lr · ½(1 + cos(π·step/steps))
     step, losses = 0, []
     if resume and state_path is not None and Path(state_path).is_file():
-        st = torch.load(state_path, map_location=device, weights_only=True)
+        st = load_tensor_file(state_path, device, what="fine-tuning state")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])

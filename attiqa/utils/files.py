@@ -72,6 +72,24 @@ def atomic_torch_save(obj, path) -> Path:
     return Path(path)
 
 
+def load_tensor_file(path, map_location="cpu", what: str = "tensor file"):
+    """``torch.load(path, weights_only=True)``; any failure is an
+    :class:`~rlisp_common.exit_codes.InputError` of ``path`` with its own exit code: 4 permission
+    denied, 6 pickled objects (refused, nothing of them ran), 5 anything else torch trips over
+    (corrupt, truncated, not a torch file). ``what`` names the file in the message."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt, truncated, pickled code, permission: one message, its own code
+        from rlisp_common.exit_codes import EXIT_BAD_INPUT, InputError, describe
+
+        code, cause = describe(exc, path)
+        if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes
+            code, cause = EXIT_BAD_INPUT, f"corrupt or not a torch file ({cause})"
+        raise InputError(f"not a readable {what}: {cause}", code, path=path) from None
+
+
 def file_lock(path, timeout: float = -1):
     """An inter-process lock on ``path`` (a ``filelock.FileLock``; use it as a context manager).
 

@@ -312,13 +312,13 @@ def test_cli_error_paths(tiny_attiqa_checkpoint, tmp_path, capsys):
     koniq = _write_koniq(tmp_path / "koniq", n=4)
     rc, _, err = _cli(["finetune", "--pretrained", str(tmp_path / "none.pt"), "--dataset", f"koniq10k={koniq}",
                        "--out", str(tmp_path / "q.pt")], capsys)
-    assert rc == 1 and "not found" in err
+    assert rc == 3 and "not found" in err  # rlisp_common.exit_codes.EXIT_MISSING
     rc, _, err = _cli(["finetune", "--pretrained", str(tiny_attiqa_checkpoint), "--dataset",
                        f"koniq10k={tmp_path / 'nowhere'}", "--out", str(tmp_path / "q.pt")], capsys)
-    assert rc == 1 and "annotation file not found" in err
+    assert rc == 3 and "annotation file not found" in err
     rc, _, err = _cli(["evaluate", "--pretrained", f"x={tiny_attiqa_checkpoint}", "--dataset",
                        f"spaq={tmp_path / 'nowhere'}"], capsys)
-    assert rc == 1 and "not found" in err
+    assert rc == 3 and "not found" in err
     rc, _, err = _cli(["evaluate", "--dataset", f"koniq10k={koniq}", "--ablation", "l2-loss"], capsys)
-    assert rc == 1 and "--pretrain-images" in err
+    assert rc == 2 and "--pretrain-images" in err  # EXIT_USAGE
     assert not (tmp_path / "q.pt").exists()

@@ -233,10 +233,10 @@ def test_select_prompts_cli_errors(tmp_path, capsys):
 
     rc = main(["--clip-model", str(tmp_path / "missing_clip"), "--out-dir", str(tmp_path / "o"), "--no-progress",
                "--n-images", "1", "--image-size", "32"])
-    assert rc == 1
+    assert rc == 3  # rlisp_common.exit_codes.EXIT_MISSING
     assert "CLIP model folder not found" in capsys.readouterr().err
     rc = main(["--clip-model", "x", "--out-dir", str(tmp_path / "o"), "--spaq", str(tmp_path / "nospaq")])
-    assert rc == 1
+    assert rc == 3
     assert "SPAQ annotation file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

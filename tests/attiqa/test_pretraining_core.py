@@ -302,7 +302,7 @@ def test_pretrain_cli_on_an_image_folder(tmp_path):
     assert main(args[:4] + ["--labels", str(out / "labels.csv")] + args[4:] + ["--out-dir", str(tmp_path / "r2")]) == 0
     (images / "0.png").unlink()
     assert main(args[:4] + ["--labels", str(out / "labels.csv")] + args[4:]
-                + ["--out-dir", str(tmp_path / "r3")]) == 1
+                + ["--out-dir", str(tmp_path / "r3")]) == 3  # rlisp_common.exit_codes.EXIT_MISSING
 
 
 @pytest.mark.slow

@@ -139,7 +139,7 @@ def test_preference_cli_agrees_with_metric(tiny_attiqa_checkpoint, tmp_path, cap
     winners = [rows[0][0], rows[1][1], "g3.png"]
     expect = sum((s[w] > s[a if w == b else b]) + 0.5 * (s[a] == s[b]) for (a, b), w in zip(rows, winners)) / 3
     assert got["n_pairs"] == 3 and got["accuracy"] == pytest.approx(expect)
-    assert main(["preference", str(tmp_path / "none.csv"), "--checkpoint", str(tiny_attiqa_checkpoint)]) == 1
+    assert main(["preference", str(tmp_path / "none.csv"), "--checkpoint", str(tiny_attiqa_checkpoint)]) == 3  # EXIT_MISSING
     assert "not found" in capsys.readouterr().err
 
 

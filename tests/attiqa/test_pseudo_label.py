@@ -155,7 +155,7 @@ def test_resume_skips_finished_shards(tmp_path, capsys):
         assert len(z["paths"]) == 10 and len(set(z["paths"].tolist())) == 10
         assert z["scores"].shape == (10, 5) and list(z["attributes"]) == list(ATTRIBUTES)
     # another job in the same work folder is refused, --overwrite starts afresh
-    assert main(common[:-1] + ["--size", "16", "--no-progress"]) == 1
+    assert main(common[:-1] + ["--size", "16", "--no-progress"]) == 5  # EXIT_BAD_INPUT
     assert "different job" in capsys.readouterr().err
     assert main(common + ["--size", "16", "--overwrite"]) == 0
 
@@ -188,22 +188,23 @@ def test_bad_inputs(tmp_path, capsys):
     (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "labels.csv"
     args = ["--teacher", "analytic", "--size", "16", "--workers", "0", "--no-progress"]
-    assert main(["--images", str(root), "--out", str(out), *args]) == 0
+    assert main(["--images", str(root), "--out", str(out), *args]) == 5  # EXIT_BAD_INPUT, the others labelled
+    assert "attiqa pseudo-label: error: " in capsys.readouterr().err
     assert (tmp_path / "labels.csv.failed.txt").read_text().strip() == "broken.jpg"
     assert "broken.jpg" not in _read_csv(out) and len(_read_csv(out)) == 3
-    assert main(["--images", str(tmp_path / "nothing"), "--out", str(out), *args]) == 1
+    assert main(["--images", str(tmp_path / "nothing"), "--out", str(out), *args]) == 3  # EXIT_MISSING
     assert "image folder not found" in capsys.readouterr().err
-    assert main(["--images", str(root), "--out", str(tmp_path / "labels.txt"), *args]) == 1
+    assert main(["--images", str(root), "--out", str(tmp_path / "labels.txt"), *args]) == 2  # EXIT_USAGE
     assert ".csv or .npz" in capsys.readouterr().err
-    assert main(["--images", str(root), "--out", str(out), "--teacher", "analytic", "--clip-model", "x"]) == 1
+    assert main(["--images", str(root), "--out", str(out), "--teacher", "analytic", "--clip-model", "x"]) == 2
     assert "--teacher clip only" in capsys.readouterr().err
     assert main(["--images", str(root), "--out", str(tmp_path / "c.csv"), "--teacher", "clip", "--clip-model",
-                 str(tmp_path / "no_clip"), "--no-progress"]) == 1
+                 str(tmp_path / "no_clip"), "--no-progress"]) == 3
     assert "CLIP model folder not found" in capsys.readouterr().err
     only_bad = tmp_path / "bad_only"
     only_bad.mkdir()
     (only_bad / "x.png").write_bytes(b"garbage")
-    assert main(["--images", str(only_bad), "--out", str(tmp_path / "b.csv"), *args]) == 1
+    assert main(["--images", str(only_bad), "--out", str(tmp_path / "b.csv"), *args]) == 5
     assert "could be read" in capsys.readouterr().err
 
 
