@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from attiqa.utils.files import read_json
 from rlisp_common.files import sha256_file
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "FORMAT", "REQUIRED_META", "save_pretrained", "load_pretrained", "is_hub_id",
@@ -142,12 +143,7 @@ def load_pretrained(folder) -> dict:
 
     folder = Path(folder)
     cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"ATTIQA checkpoint folder without {CONFIG_NAME}: {folder}")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{cfg_path}: not valid JSON ({exc})") from None
+    config = read_json(cfg_path, what=f"{CONFIG_NAME} of an ATTIQA checkpoint folder")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{folder}: not an ATTIQA checkpoint folder ({CONFIG_NAME} has no format '{FORMAT}')")
     if int(config.get("format_version", 0)) > VERSION:

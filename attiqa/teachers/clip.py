@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attiqa.attributes import ATTRIBUTES
-from attiqa.utils.files import atomic_write_text
+from attiqa.utils.files import atomic_write_text, read_json
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_PROMPTS", "OPENAI_CLIP_MEAN", "OPENAI_CLIP_STD", "CLIPTeacher", "load_prompts",
            "save_prompts", "save_tiny_random_clip", "random_clip_model", "char_tokenizer"]
@@ -83,12 +83,7 @@ def load_prompts(prompts=None) -> dict[str, tuple[str, str]]:
     source = "prompts"
     if isinstance(prompts, (str, os.PathLike)):
         path = Path(prompts)
-        if not path.is_file():
-            raise FileNotFoundError(f"prompts file not found: {path}")
-        try:
-            prompts = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: not a JSON prompts file ({exc})") from None
+        prompts = read_json(path, what="JSON prompts file")
         source = str(path)
         if isinstance(prompts, dict) and isinstance(prompts.get("prompts"), dict):
             prompts = prompts["prompts"]

@@ -5,18 +5,21 @@
 * :func:`atomic_write`: every file a command writes is written to a temporary file in the
   same folder and moved into place with ``os.replace``, so a reader never sees half a file;
   :func:`atomic_write_text` and :func:`atomic_torch_save` are the two common cases.
+* :func:`read_json`: a JSON file read with one clear error for a missing or malformed file.
 * :func:`file_lock`: an inter-process lock (``filelock.FileLock``) for one-time builds that
   several processes may start at once.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["cache_root", "atomic_write", "atomic_write_text", "atomic_torch_save", "file_lock"]
+__all__ = ["cache_root", "atomic_write", "atomic_write_text", "atomic_torch_save", "file_lock", "load_tensor_file",
+           "read_json"]
 
 
 def cache_root() -> Path:
@@ -88,6 +91,22 @@ def load_tensor_file(path, map_location="cpu", what: str = "tensor file"):
         if code <= 1 or code == EXIT_BAD_INPUT:  # whatever torch.load tripped over in foreign bytes
             code, cause = EXIT_BAD_INPUT, f"corrupt or not a torch file ({cause})"
         raise InputError(f"not a readable {what}: {cause}", code, path=path) from None
+
+
+def read_json(path, what: str = "JSON file"):
+    """The parsed JSON of ``path``.
+
+    Raises:
+        FileNotFoundError: ``{what} not found: {path}`` (also for a folder).
+        ValueError: ``{path}: not a valid {what} (...)``: malformed JSON or not UTF-8.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid {what} ({exc})") from None
 
 
 def file_lock(path, timeout: float = -1):
