@@ -93,19 +93,15 @@ def resolve_config(args) -> dict:
 def main(argv=None) -> int:
     """Runs :func:`run`; a bad input (data, checkpoint, config, agent) ends in one ``error:`` line
     naming the file and the cause, with the project's exit code (``rlisp_common.exit_codes``)."""
-    from rlisp_common.exit_codes import EXIT_INTERNAL, EXIT_USAGE, describe, error_line
+    from rlisp_common.exit_codes import EXIT_USAGE, report_error
 
     try:
         return run(argv)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as e:  # noqa: BLE001 - classified below; a bug (EXIT_INTERNAL) keeps its traceback
-        code, _ = describe(e)
-        if code == EXIT_INTERNAL:
-            raise
-        print(error_line(None, e), file=sys.stderr)
-        return code
+    except Exception as e:  # noqa: BLE001 - one line and its code; a bug (EXIT_INTERNAL) keeps its traceback
+        return report_error(e)
 
 
 class UsageError(Exception):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 __all__ = [
     "EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_MISSING", "EXIT_OK", "EXIT_PERMISSION", "EXIT_UNSAFE",
-    "EXIT_USAGE", "Failures", "InputError", "describe", "error_line",
+    "EXIT_USAGE", "Failures", "InputError", "describe", "error_line", "report_error",
 ]
 
 EXIT_OK = 0
@@ -130,6 +130,19 @@ def error_line(path, exc: BaseException, prefix: str = "error") -> str:
     path = path if path is not None else getattr(exc, "path", None) or getattr(exc, "filename", None)
     _, cause = describe(exc, path)
     return f"{prefix}: {path}: {cause}" if path is not None else f"{prefix}: {cause}"
+
+
+def report_error(exc: BaseException, path=None, prefix: str = "error") -> int:
+    """Prints :func:`error_line` for a bad input on stderr and returns its exit code; a bug
+    (:func:`describe` says :data:`EXIT_INTERNAL`) is re-raised, so that its traceback is kept.
+
+    What every command's ``main`` does with an exception that ends it (``except Exception as exc:
+    return report_error(exc)``)."""
+    code = describe(exc)[0]
+    if code == EXIT_INTERNAL:
+        raise exc
+    print(error_line(path, exc, prefix=prefix), file=sys.stderr, flush=True)
+    return code
 
 
 class Failures:

@@ -15,10 +15,9 @@ import sys
 from contextlib import contextmanager
 from types import ModuleType
 
-from rlisp_common.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED, InputError, describe, error_line
+from rlisp_common.exit_codes import EXIT_INTERNAL, EXIT_INTERRUPTED, InputError, describe, report_error
 
-__all__ = ["EXIT_CODES_HELP", "HelpFormatter", "collected", "on_file", "report_error", "reports_errors",
-           "stage_description"]
+__all__ = ["EXIT_CODES_HELP", "HelpFormatter", "collected", "on_file", "reports_errors", "stage_description"]
 
 
 EXIT_CODES_HELP = ("exit codes (rlisp_common.exit_codes, docs/attiqa.md): 0 done, 2 usage, 3 missing path, "
@@ -78,20 +77,9 @@ def collected(failures, path):
         failures.add(path, exc)
 
 
-def report_error(prog: str, exc: BaseException, path=None) -> int:
-    """Prints ``<prog>: error: <file>: <cause>`` for a bad input and returns its exit code.
-
-    A bug (``describe(exc)`` says 1) is re-raised, so that its traceback is kept."""
-    code, _ = describe(exc)
-    if code == EXIT_INTERNAL:
-        raise exc
-    print(error_line(path, exc, prefix=f"{prog}: error"), file=sys.stderr, flush=True)
-    return code
-
-
 def reports_errors(prog: str):
     """Decorates a subcommand's ``main(argv) -> int``: a bad input raised out of it becomes one line
-    and its exit code (:func:`report_error`), Ctrl-C exit code 130 (as ``rl/train_agent.py``)."""
+    and its exit code (:func:`rlisp_common.exit_codes.report_error`), Ctrl-C exit code 130 (as ``rl/train_agent.py``)."""
 
     def decorate(main):
         @functools.wraps(main)
@@ -102,7 +90,7 @@ def reports_errors(prog: str):
                 print(f"\n{prog}: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
             except Exception as exc:  # noqa: BLE001 - classified by report_error(); bugs are re-raised
-                return report_error(prog, exc)
+                return report_error(exc, prefix=f"{prog}: error")
 
         return wrapper
 

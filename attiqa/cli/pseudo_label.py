@@ -17,14 +17,13 @@ from pathlib import Path
 import torch
 
 from attiqa.attributes import ATTRIBUTES
-from attiqa.cli.common import (EXIT_CODES_HELP, HelpFormatter, collected, on_file, report_error, reports_errors,
-                               stage_description)
+from attiqa.cli.common import EXIT_CODES_HELP, HelpFormatter, collected, on_file, reports_errors, stage_description
 from attiqa.data.labels import write_labels_file
 from attiqa.training import pseudo_label as stage
 from attiqa.training.pseudo_label import (_check_manifest, _manifest, label_shards, merge_shards, read_shard,
                                           shard_path, shard_ranges)
 from attiqa.utils.files import atomic_write_text
-from rlisp_common.exit_codes import EXIT_BAD_INPUT, EXIT_USAGE, Failures, InputError
+from rlisp_common.exit_codes import EXIT_BAD_INPUT, EXIT_USAGE, Failures, InputError, report_error
 
 __all__ = ["build_parser", "main"]
 
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{stats['images_per_second']:.1f} images/s), skipped {stats['shards_skipped']} finished shards",
               file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - one line (a bug is re-raised); the other ranks still meet below
-        code = report_error(PROG, exc)
+        code = report_error(exc, prefix=f"{PROG}: error")
     if world > 1:  # every rank learns whether any failed, then all wait for all shards
         flag = torch.tensor([code], dtype=torch.int64)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"not all shards are finished yet; rerun the same command to continue (work folder "
                       f"{work_dir})")
     except Exception as exc:  # noqa: BLE001 - one line; a bug is re-raised
-        code = report_error(PROG, exc)
+        code = report_error(exc, prefix=f"{PROG}: error")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
