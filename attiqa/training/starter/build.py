@@ -1,4 +1,4 @@
-"""The starter ATTIQA model (v3): a working quality reward built offline on a fresh CPU machine.
+"""The starter ATTIQA model (v4): a working quality reward built offline on a fresh CPU machine.
 
 ``python -m attiqa build-starter [--out PATH] [--force] [--tiny] [--threads N] [--report [--report-crops N]]``
 
@@ -13,8 +13,8 @@ their concatenated features; the MOS is in ``(0, 1)``, higher is better.
 2. **MOS head: what a good rendering of a scene looks like.** For the build photos only, each
    crop comes with renderings pushed away from the photograph in either direction along every
    axis the ISP can move (exposure ±, white-balance temperature ± and tint ±, contrast ±,
-   saturation ±, highlight clipping, crushed shadows, over-sharpening halos, noise, blur, JPEG;
-   each direction of a group at two magnitudes, so that the order along one direction is
+   saturation ±, white level ± (clipped highlights / greyed whites), black level ± (crushed
+   shadows / lifted, faded blacks; v4), over-sharpening halos, noise, blur, JPEG; each direction of a group at two magnitudes, so that the order along one direction is
    learned as well as the photo's place above it). Each rendering's pseudo-MOS is
    ``1 / (1 + ΔE00 / 8 + (1 − SSIM) / 0.25)`` against the photograph (:func:`~attiqa.training.starter.pushes.pseudo_mos`): 1 for the photo
    itself, lower the further it is pushed. The MOS head learns, end to end with the heads and
@@ -32,7 +32,7 @@ checkpoint's metadata (``meta["holdout_report"]``) and printed.
 The build runs with a fixed number of torch threads (``StarterConfig.threads``, restored after)
 and seeded generators only, so two builds give bitwise-identical weights.
 
-The cached model lives at ``<cache>/attiqa/starter-v3.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
+The cached model lives at ``<cache>/attiqa/starter-v4.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
 ``~/.cache/rl-isp``); :func:`ensure_starter` builds it on first use. Its metadata says
 ``starter: True`` and "starter model, not the paper's weights".
 """

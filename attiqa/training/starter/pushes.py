@@ -12,8 +12,10 @@ direction       what ``m = 1`` does
 ``magenta/green`` white balance tint: linear G·2^(∓0.4), luminance kept
 ``contrast+/-`` sigmoidal tone curve x^g / (x^g + (1-x)^g) with g = 2^(±1.2)
 ``saturation+/-`` chroma about the luma scaled by 1 + 1.2 (+) or 1 - 0.9 (-)
-``highlights``  white point pulled down to 0.6: the top of the range clips, shadows kept
-``shadows``     black point pushed up to 0.3: the bottom of the range crushes to 0
+``highlights/dimmed`` white level: ``highlights`` pulls the white point down to 0.6 (the top
+                of the range clips, shadows kept); ``dimmed`` scales the range to 0.65 (whites grey)
+``shadows/lifted`` black level: ``shadows`` pushes the black point up to 0.3 (the bottom of the
+                range crushes to 0); ``lifted`` raises black to 0.3 (a faded, hazy look: grey night skies)
 ``halos``       unsharp mask, Gaussian sigma 2 px, amount 3 (over-sharpening halos)
 ``noise``       Gaussian noise, std 0.08 + signal-dependent 0.08·sqrt(x)
 ``blur``        Gaussian blur, sigma 2.5 px
@@ -44,11 +46,12 @@ __all__ = ["DIRECTIONS", "TWO_SIDED", "push", "ssim", "perceptual_distance", "ps
 
 TWO_SIDED = {"exposure": ("exposure+", "exposure-"), "temperature": ("warm", "cool"),
              "tint": ("magenta", "green"), "contrast": ("contrast+", "contrast-"),
-             "saturation": ("saturation+", "saturation-")}
+             "saturation": ("saturation+", "saturation-"), "white level": ("highlights", "dimmed"),
+             "black level": ("shadows", "lifted")}
 """Axis -> its two directions."""
 
 DIRECTIONS: tuple[str, ...] = (*(d for pair in TWO_SIDED.values() for d in pair),
-                               "highlights", "shadows", "halos", "noise", "blur", "jpeg")
+                               "halos", "noise", "blur", "jpeg")
 """Every push direction, two-sided axes first."""
 
 DE_SCALE = 8.0
@@ -139,6 +142,10 @@ def push(img: torch.Tensor, direction: str, m: float, generator: torch.Generator
         white = 1 - 0.4 * m
         knee = 0.5 * white
         out = torch.where(x < knee, x, knee + (x - knee) * (1 - knee) / (white - knee))
+    elif direction == "dimmed":
+        out = (1 - 0.35 * m) * x
+    elif direction == "lifted":
+        out = 0.3 * m + (1 - 0.3 * m) * x
     elif direction == "shadows":
         black, knee = 0.3 * m, 0.5
         out = torch.where(x > knee, x, knee - (knee - x) * knee / (knee - black))
