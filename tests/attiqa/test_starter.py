@@ -173,12 +173,11 @@ def test_tiny_build_is_bitwise_deterministic_and_restores_threads(tmp_path):
 def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
     """The v4 recipe, cut to about 30 CPU-seconds, learns on the build photos that over- and
     under-exposure, crushed shadows, halos and noise make worse renderings of photos it never saw
-    (every held-out crop, push magnitude 0.7). The v2 recipe at this size failed the same test with JPEG
-    included (5 of 18 comparisons the wrong way: under-exposure and JPEG twice, shadows once; its
-    MOS was nearly flat). At this size the casts,
-    contrast, saturation, blur and (since v4 spreads the same steps over two more axes) JPEG do
-    not rank reliably: JPEG on coffee came out 0.0002 above the photo. They are the full
-    build's to learn (docs/attiqa.md)."""
+    (every held-out crop, push magnitude 0.7). The v2 recipe at this size failed the same test
+    with JPEG included (5 of 18 comparisons the wrong way: under-exposure and JPEG twice, shadows
+    once; its MOS was nearly flat). At this size the casts, contrast, saturation, blur and (since
+    v4 spreads the same steps over two more axes) JPEG do not rank reliably: JPEG on coffee came
+    out 0.0002 above the photo. They are the full build's to learn (docs/attiqa.md)."""
     import attiqa
     from attiqa.training.starter.build import build_starter
 

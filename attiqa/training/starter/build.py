@@ -14,8 +14,9 @@ their concatenated features; the MOS is in ``(0, 1)``, higher is better.
    crop comes with renderings pushed away from the photograph in either direction along every
    axis the ISP can move (exposure ±, white-balance temperature ± and tint ±, contrast ±,
    saturation ±, white level ± (clipped highlights / greyed whites), black level ± (crushed
-   shadows / lifted, faded blacks; v4), over-sharpening halos, noise, blur, JPEG; each direction of a group at two magnitudes, so that the order along one direction is
-   learned as well as the photo's place above it). Each rendering's pseudo-MOS is
+   shadows / lifted, faded blacks; v4), over-sharpening halos, noise, blur, JPEG; each
+   direction of a group at two magnitudes, so that the order along one direction is learned as
+   well as the photo's place above it). Each rendering's pseudo-MOS is
    ``1 / (1 + ΔE00 / 8 + (1 − SSIM) / 0.25)`` against the photograph (:func:`~attiqa.training.starter.pushes.pseudo_mos`): 1 for the photo
    itself, lower the further it is pushed. The MOS head learns, end to end with the heads and
    the last part of the backbone and with global colour and tone statistics of the image next
