@@ -14,7 +14,7 @@ from pathlib import Path
 
 from attiqa.cli.common import EXIT_CODES_HELP, on_file, reports_errors, stage_description
 from attiqa.training.starter import build as stage
-from attiqa.training.starter.build import build_starter, fixed_threads
+from attiqa.training.starter.build import _pins, build_starter, fixed_threads, isa_pinned
 from attiqa.training.starter.config import HOLDOUT_PHOTOS, StarterConfig, starter_path
 from attiqa.training.starter.photos import starter_photos
 from attiqa.training.starter.report import format_report, holdout_report
@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads of the build (default: the recipe's fixed count, so that every "
                         "machine builds the same weights)")
+    p.add_argument("--unpinned", action="store_true",
+                   help="build with this machine's own instruction sets (AVX-512, AMX) instead of in a child "
+                        "process pinned to AVX2 (faster on some machines, but other machines build other weights)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or stage messages")
     p.add_argument("--report", action="store_true", help="print the stored hold-out report of an existing file")
     p.add_argument("--report-crops", type=int, default=None,
                    help="with --report: recompute the hold-out report with this many crops per held-out photo")
@@ -66,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     if out.is_file() and not args.force:
         print(f"{out} exists (use --force to rebuild)")
         return 0
+    if not args.unpinned and not isa_pinned():
+        # the libraries read the pins when they load: a child process, so that every x86-64
+        # machine builds the same weights (attiqa.training.starter.build)
+        import os
+        import subprocess
+
+        child = [sys.executable, "-m", "attiqa", "build-starter", *(sys.argv[1:] if argv is None else argv)]
+        return subprocess.run(child, env={**os.environ, **_pins()}, check=False).returncode
     config = StarterConfig.tiny() if args.tiny else StarterConfig()
     if args.rank_steps is not None:
         config = replace(config, rank_steps=args.rank_steps)
@@ -73,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, joint_steps=args.joint_steps)
     if args.threads:
         config = replace(config, threads=args.threads)
-    build_starter(out, config, progress=True)
-    print(f"built the starter model (not the paper's weights): {out}")
+    build_starter(out, config, progress=not args.quiet)
+    if not args.quiet:
+        print(f"built the starter model (not the paper's weights): {out}")
     return 0
 
 

@@ -213,6 +213,8 @@ def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):
     from attiqa.training.starter import build as starter
 
     monkeypatch.setenv("RLISP_CACHE", str(tmp_path))
+    for k, v in starter.PINNED_ISA_ENV.items():  # as if pinned already: the build runs in this process
+        monkeypatch.setenv(k, v)
     calls, real_build = [], starter.build_starter
 
     def fake_build(path, config=None, progress=True):  # records the request, builds the tiny model
@@ -229,6 +231,31 @@ def test_ensure_starter_builds_once_on_first_use(tmp_path, monkeypatch):
     from attiqa.training.starter.pushes import DIRECTIONS
 
     assert set(meta["holdout_report"]["mos"]) == set(DIRECTIONS)
+
+
+def test_unpinned_process_builds_the_starter_in_a_pinned_child(tmp_path, monkeypatch):
+    from attiqa.training.starter import build as starter
+
+    monkeypatch.setattr(starter.platform, "machine", lambda: "x86_64")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert not starter.isa_pinned()
+    runs = []
+
+    def fake_run(cmd, env=None, check=False):
+        runs.append((cmd, env))
+        return subprocess.CompletedProcess(cmd, len(runs) - 1)  # the first run succeeds, the second fails
+
+    monkeypatch.setattr(starter.subprocess, "run", fake_run)
+    monkeypatch.setattr(starter, "build_starter", lambda *a, **k: pytest.fail("built in the unpinned process"))
+    assert starter.build_starter_pinned(tmp_path / "s.pt", tiny=True, progress=False) == tmp_path / "s.pt"
+    cmd, env = runs[0]
+    assert cmd[1:] == ["-m", "attiqa", "build-starter", "--force", "--out", str(tmp_path / "s.pt"), "--tiny",
+                       "--quiet"]
+    assert starter.isa_pinned(env) and env["ATEN_CPU_CAPABILITY"] == "avx2" and "PATH" in env
+    with pytest.raises(RuntimeError, match="exit code 1"):
+        starter.build_starter_pinned(tmp_path / "t.pt")
+    assert "--tiny" not in runs[1][0] and "--quiet" not in runs[1][0]
 
 
 def test_predict_averages_five_crops(tiny_attiqa_checkpoint, tmp_path):

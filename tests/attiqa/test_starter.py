@@ -194,3 +194,31 @@ def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
             mos = metric(batch)
             losses += [(name, d, round(float(mos[0] - m), 4)) for d, m in zip(directions, mos[1:]) if m >= mos[0]]
     assert not losses, losses
+
+
+def test_cli_builds_the_same_weights_whatever_the_parent_processes_instruction_sets(tmp_path):
+    """``build-starter`` re-runs itself with the instruction sets pinned (AVX2 on x86-64), so
+    parents configured for other kernels (AVX-512, MKL's automatic paths, more threads) build
+    identical weights, and each checkpoint records the environment it was built in;
+    ``--unpinned`` builds in the parent's own environment."""
+    import os
+    import subprocess
+    import sys
+
+    from attiqa.training.starter.build import PINNED_ISA_ENV, _pins
+
+    parents = [{"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "OMP_NUM_THREADS": "2"},
+               {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AUTO", "MKL_NUM_THREADS": "2"}]
+    base = {k: v for k, v in os.environ.items() if k not in PINNED_ISA_ENV}
+    ckpts = []
+    for i, parent in enumerate([*parents, parents[1]]):
+        flags = ["--unpinned"] if i == 2 else []
+        cmd = [sys.executable, "-m", "attiqa", "build-starter", "--tiny", "--quiet", "--out", str(tmp_path / f"{i}.pt")]
+        done = subprocess.run(cmd + flags, env={**base, **parent}, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        ckpts.append(torch.load(tmp_path / f"{i}.pt", weights_only=True))
+        expected = dict(parent) if flags else {**parent, **_pins()}
+        assert ckpts[-1]["meta"]["isa_env"] == {k: expected.get(k) for k in PINNED_ISA_ENV}
+    a, b = ckpts[0]["state_dict"], ckpts[1]["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ckpts[0]["meta"]["holdout_report"] == ckpts[1]["meta"]["holdout_report"]

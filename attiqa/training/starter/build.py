@@ -31,15 +31,27 @@ push direction, the SROCC between push magnitude and MOS (target ≥ 0.8), store
 checkpoint's metadata (``meta["holdout_report"]``) and printed.
 
 The build runs with a fixed number of torch threads (``StarterConfig.threads``, restored after)
-and seeded generators only, so two builds give bitwise-identical weights.
+and seeded generators only, so two builds on one machine give bitwise-identical weights. Across
+machines that is not enough: PyTorch, oneDNN and MKL each pick their kernels by the CPU's
+instruction set (AVX2, AVX-512, AMX), and kernels of different vector widths sum in different
+orders, so an AVX-512 machine and an AVX2 machine trained different starters from the same
+seed (the same README command gave default MOS 0.611 on one and 0.737 on another). On x86-64
+the build therefore runs in a child process whose environment pins all three to AVX2
+(:data:`PINNED_ISA_ENV`: ``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``; they are
+read once, when the libraries load, hence the child): every x86-64 machine with AVX2 (every
+one since 2013) builds the same weights. :func:`build_starter_pinned` is that child;
+:func:`ensure_starter` and ``python -m attiqa build-starter`` use it.
 
-The cached model lives at ``<cache>/attiqa/starter-v4.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
+The cached model lives at ``<cache>/attiqa/starter-v5.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
 ``~/.cache/rl-isp``); :func:`ensure_starter` builds it on first use. Its metadata says
 ``starter: True`` and "starter model, not the paper's weights".
 """
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -55,7 +67,52 @@ from attiqa.training.starter.report import format_report, holdout_report
 from attiqa.training.starter.stages import quality_stage, ranking_stage
 from attiqa.utils.files import file_lock
 
-__all__ = ["build_starter", "ensure_starter", "starter_path", "StarterConfig", "fixed_threads"]
+__all__ = ["build_starter", "build_starter_pinned", "ensure_starter", "starter_path", "StarterConfig", "fixed_threads",
+           "PINNED_ISA_ENV", "isa_pinned"]
+
+PINNED_ISA_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2,STRICT",
+                  "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The environment of a pinned build (x86-64): PyTorch's own kernels, oneDNN's convolutions and
+MKL's BLAS all at AVX2, MKL in its strict reproducible mode, one OpenMP thread."""
+
+
+def _pins() -> dict[str, str]:
+    """:data:`PINNED_ISA_ENV` on x86-64; nothing elsewhere (no AVX2 to pin: ARM builds follow their own kernels)."""
+    return dict(PINNED_ISA_ENV) if platform.machine().lower() in ("x86_64", "amd64") else {}
+
+
+def isa_pinned(environ=None) -> bool:
+    """Whether ``environ`` (default: this process's) already holds every pin of :func:`_pins`."""
+    environ = os.environ if environ is None else environ
+    return all(environ.get(k) == v for k, v in _pins().items())
+
+
+def build_starter_pinned(path, tiny: bool = False, progress: bool = True) -> Path:
+    """Builds the starter with the instruction sets pinned (:data:`PINNED_ISA_ENV`), so that any
+    x86-64 machine builds the same weights.
+
+    In a process that already runs pinned this is :func:`build_starter`; otherwise it runs
+    ``python -m attiqa build-starter --force --out path`` in a child process with the pinned
+    environment (the libraries read it only when they load) and waits for it.
+
+    Args:
+        path: output file.
+        tiny: the test configuration (``StarterConfig.tiny()``) instead of the real recipe.
+        progress: progress bars and stage messages on stderr (the child's go to this stderr).
+
+    Raises:
+        RuntimeError: the child failed (its messages are on stderr above).
+    """
+    path = Path(path)
+    if isa_pinned():
+        return build_starter(path, StarterConfig.tiny() if tiny else StarterConfig(), progress=progress)
+    cmd = [sys.executable, "-m", "attiqa", "build-starter", "--force", "--out", str(path)]
+    cmd += ["--tiny"] if tiny else []
+    cmd += [] if progress else ["--quiet"]
+    rc = subprocess.run(cmd, env={**os.environ, **_pins()}, check=False).returncode
+    if rc != 0:
+        raise RuntimeError(f"building the starter model at {path} failed (exit code {rc}; its messages are above)")
+    return path
 
 
 @contextlib.contextmanager
@@ -104,6 +161,7 @@ def _build(path: Path, config: StarterConfig, progress: bool) -> Path:
     extra = {"starter_version": STARTER_VERSION, "starter_config": asdict(config), "holdout_report": report,
              "photo_licenses": {p: PHOTO_LICENSES.get(p, "") for p in (*config.photos, *config.holdout)},
              "build_seconds": build_s, "build_cpu_seconds": build_cpu, "torch_threads": config.threads,
+             "isa_env": {k: os.environ.get(k) for k in PINNED_ISA_ENV}, "machine": platform.machine(),
              "stage_seconds": {"ranking": t_rank, "mos_head": t_mos, "report": build_s - t_rank - t_mos},
              "stage_cpu_seconds": {"ranking": c_rank, "mos_head": c_mos, "report": build_cpu - c_rank - c_mos},
              "ranking_info": plain(rank_info), "joint_info": plain(joint_info),
@@ -130,5 +188,5 @@ def ensure_starter(progress: bool = True) -> Path:
         if not path.is_file():
             print(f"attiqa: building the ATTIQA starter model at {path} (first use, about 4 minutes on a "
                   "2-core CPU). It is a starter model, not the paper's weights.", file=sys.stderr, flush=True)
-            build_starter(path, StarterConfig(), progress=progress)
+            build_starter_pinned(path, progress=progress)
     return path

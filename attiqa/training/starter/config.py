@@ -9,7 +9,7 @@ from attiqa.utils.files import cache_root
 __all__ = ["STARTER_VERSION", "STARTER_DESCRIPTION", "BUILD_PHOTOS", "HOLDOUT_PHOTOS", "PHOTO_LICENSES",
            "StarterConfig", "starter_path"]
 
-STARTER_VERSION = 4
+STARTER_VERSION = 5
 """Bumped whenever the recipe changes, so a cached starter of an older recipe is never reused."""
 
 STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) whose attribute heads "
