@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help=f"output checkpoint (default: {starter_path()})")
     p.add_argument("--force", action="store_true", help="rebuild even when the file exists")
     p.add_argument("--tiny", action="store_true", help="the seconds-long test configuration (random weights)")
+    p.add_argument("--small", action="store_true",
+                   help="the recipe cut to about 30 CPU-seconds (StarterConfig.small(), for tests)")
     p.add_argument("--rank-steps", type=int, default=None, help="override the ranking-pretraining steps")
     p.add_argument("--joint-steps", type=int, default=None, help="override the attributes + MOS steps")
     p.add_argument("--threads", type=int, default=None,
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
         child = [sys.executable, "-m", "attiqa", "build-starter", *(sys.argv[1:] if argv is None else argv)]
         return subprocess.run(child, env={**os.environ, **_pins()}, check=False).returncode
-    config = StarterConfig.tiny() if args.tiny else StarterConfig()
+    config = StarterConfig.tiny() if args.tiny else StarterConfig.small() if args.small else StarterConfig()
     if args.rank_steps is not None:
         config = replace(config, rank_steps=args.rank_steps)
     if args.joint_steps is not None:
