@@ -14,7 +14,7 @@ from pathlib import Path
 
 from attiqa.cli.common import EXIT_CODES_HELP, on_file, reports_errors, stage_description
 from attiqa.training.starter import build as stage
-from attiqa.training.starter.build import _pins, build_starter, fixed_threads, isa_pinned
+from attiqa.training.starter.build import build_starter, fixed_threads, isa_pinned, run_pinned_child
 from attiqa.training.starter.config import HOLDOUT_PHOTOS, StarterConfig, starter_path
 from attiqa.training.starter.photos import starter_photos
 from attiqa.training.starter.report import format_report, holdout_report
@@ -75,11 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.unpinned and not isa_pinned():
         # the libraries read the pins when they load: a child process, so that every x86-64
         # machine builds the same weights (attiqa.training.starter.build)
-        import os
-        import subprocess
-
-        child = [sys.executable, "-m", "attiqa", "build-starter", *(sys.argv[1:] if argv is None else argv)]
-        return subprocess.run(child, env={**os.environ, **_pins()}, check=False).returncode
+        return run_pinned_child(list(sys.argv[1:] if argv is None else argv))
     config = StarterConfig.tiny() if args.tiny else StarterConfig.small() if args.small else StarterConfig()
     if args.rank_steps is not None:
         config = replace(config, rank_steps=args.rank_steps)

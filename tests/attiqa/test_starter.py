@@ -169,6 +169,22 @@ def test_tiny_build_is_bitwise_deterministic_and_restores_threads(tmp_path):
     assert set(a["meta"]["holdout_report"]["mos"]) == set(DIRECTIONS)
 
 
+def _cli_build(out, *flags, parent_env=None):
+    """``python -m attiqa build-starter --quiet --out OUT FLAGS`` in a child process whose
+    environment is this one's without any pin, plus ``parent_env``; returns ``out``."""
+    import os
+    import subprocess
+    import sys
+
+    from attiqa.training.starter.build import PINNED_ISA_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_ISA_ENV} | (parent_env or {})
+    cmd = [sys.executable, "-m", "attiqa", "build-starter", "--quiet", "--out", str(out), *flags]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.mark.slow
 def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
     """The v4 recipe, cut to about 30 CPU-seconds, learns on the build photos that over- and
@@ -178,20 +194,11 @@ def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
     once; its MOS was nearly flat). At this size the casts, contrast, saturation, blur and (since
     v4 spreads the same steps over two more axes) JPEG do not rank reliably: JPEG on coffee came
     out 0.0002 above the photo. They are the full build's to learn (docs/attiqa.md)."""
-    import os
-    import subprocess
-    import sys
-
     import attiqa
-    from attiqa.training.starter.build import PINNED_ISA_ENV
 
     # built by the CLI, i.e. with the kernels pinned: the same model on every machine (an unpinned
     # build on another host ranked noise on coffee 0.0007 above the photo)
-    path = tmp_path / "small.pt"
-    env = {k: v for k, v in os.environ.items() if k not in PINNED_ISA_ENV}
-    cmd = [sys.executable, "-m", "attiqa", "build-starter", "--small", "--quiet", "--out", str(path)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
+    path = _cli_build(tmp_path / "small.pt", "--small")
     metric = attiqa.create_metric(path)
     photos = starter_photos(HOLDOUT_PHOTOS, 192)
     g = torch.Generator().manual_seed(7)
@@ -211,22 +218,15 @@ def test_cli_builds_the_same_weights_whatever_the_parent_processes_instruction_s
     parents configured for other kernels (AVX-512, MKL's automatic paths, more threads) build
     identical weights, and each checkpoint records the environment it was built in;
     ``--unpinned`` builds in the parent's own environment."""
-    import os
-    import subprocess
-    import sys
-
     from attiqa.training.starter.build import PINNED_ISA_ENV, _pins
 
     parents = [{"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "OMP_NUM_THREADS": "2"},
                {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "AUTO", "MKL_NUM_THREADS": "2"}]
-    base = {k: v for k, v in os.environ.items() if k not in PINNED_ISA_ENV}
     ckpts = []
     for i, parent in enumerate([*parents, parents[1]]):
         flags = ["--unpinned"] if i == 2 else []
-        cmd = [sys.executable, "-m", "attiqa", "build-starter", "--tiny", "--quiet", "--out", str(tmp_path / f"{i}.pt")]
-        done = subprocess.run(cmd + flags, env={**base, **parent}, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        ckpts.append(torch.load(tmp_path / f"{i}.pt", weights_only=True))
+        path = _cli_build(tmp_path / f"{i}.pt", "--tiny", *flags, parent_env=parent)
+        ckpts.append(torch.load(path, weights_only=True))
         expected = dict(parent) if flags else {**parent, **_pins()}
         assert ckpts[-1]["meta"]["isa_env"] == {k: expected.get(k) for k in PINNED_ISA_ENV}
     a, b = ckpts[0]["state_dict"], ckpts[1]["state_dict"]

@@ -68,7 +68,7 @@ from attiqa.training.starter.stages import quality_stage, ranking_stage
 from attiqa.utils.files import file_lock
 
 __all__ = ["build_starter", "build_starter_pinned", "ensure_starter", "starter_path", "StarterConfig", "fixed_threads",
-           "PINNED_ISA_ENV", "isa_pinned"]
+           "PINNED_ISA_ENV", "isa_pinned", "run_pinned_child"]
 
 PINNED_ISA_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2,STRICT",
                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -85,6 +85,13 @@ def isa_pinned(environ=None) -> bool:
     """Whether ``environ`` (default: this process's) already holds every pin of :func:`_pins`."""
     environ = os.environ if environ is None else environ
     return all(environ.get(k) == v for k, v in _pins().items())
+
+
+def run_pinned_child(args: list[str]) -> int:
+    """Runs ``python -m attiqa build-starter *args`` in a child process with this process's
+    environment plus the pins of :func:`_pins`; returns its exit code."""
+    cmd = [sys.executable, "-m", "attiqa", "build-starter", *args]
+    return subprocess.run(cmd, env={**os.environ, **_pins()}, check=False).returncode
 
 
 def build_starter_pinned(path, tiny: bool = False, progress: bool = True) -> Path:
@@ -106,10 +113,8 @@ def build_starter_pinned(path, tiny: bool = False, progress: bool = True) -> Pat
     path = Path(path)
     if isa_pinned():
         return build_starter(path, StarterConfig.tiny() if tiny else StarterConfig(), progress=progress)
-    cmd = [sys.executable, "-m", "attiqa", "build-starter", "--force", "--out", str(path)]
-    cmd += ["--tiny"] if tiny else []
-    cmd += [] if progress else ["--quiet"]
-    rc = subprocess.run(cmd, env={**os.environ, **_pins()}, check=False).returncode
+    flags = (["--tiny"] if tiny else []) + ([] if progress else ["--quiet"])
+    rc = run_pinned_child(["--force", "--out", str(path), *flags])
     if rc != 0:
         raise RuntimeError(f"building the starter model at {path} failed (exit code {rc}; its messages are above)")
     return path
