@@ -102,25 +102,27 @@ def candidate_params(n: int, num_params: int, oracle: np.ndarray | None, rng: np
     return np.stack(out[:n])
 
 
-def _oracle_unit(conditions: dict, entry) -> np.ndarray | None:
+def _oracle_unit(entry) -> np.ndarray | None:
+    """The recorded correction of a sample-set capture (its ``conditions.csv`` row, which
+    ``isp.fivek`` attaches as ``entry.meta``) in the unit box; ``None`` where none is recorded."""
     import isp
     from isp import sample_data
 
-    row = conditions.get(str(entry.id).lower()) if entry is not None else None
-    if row is None or not row.get("ev_error"):
+    row = getattr(entry, "meta", None) or {}
+    if not row.get("ev_error"):
         return None
     physical = isp.params_from_dict(sample_data.correction(row))[None]
     return isp.params_to_unit(physical)[0].numpy()
 
 
-def probe(core, experts: list[np.ndarray], conditions: dict, *, n_candidates: int = 24, ga_steps: int = 60,
+def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: int = 60,
           penalties: dict | None = None, seed: int = 0, progress: bool = True) -> dict:
     """The probe on every view of ``core.images`` (see the module docstring).
 
     Args:
-        core: an ``envs.core.TuningCore`` on the held-out views (one per RAW, its ``sources`` set).
+        core: an ``envs.core.TuningCore`` on the held-out views (one per RAW, its ``sources`` set;
+            a source without a ``condition`` has no oracle and counts as a capture error).
         experts: per view, its upright expert sRGB ``(h, w, 3)``.
-        conditions: ``{id: conditions.csv row}`` (empty: no oracle, every image counts as a capture error).
         n_candidates: renderings per view (default, oracle, perturbations).
         ga_steps: gradient-ascent iterations (0: skip).
         penalties: the potential's weights (``envs.config.Penalties.kwargs()``).
@@ -132,16 +134,18 @@ def probe(core, experts: list[np.ndarray], conditions: dict, *, n_candidates: in
     from scipy.stats import spearmanr
     from tqdm.auto import tqdm
 
+    from rl.evaluate import CORRECT_CONDITIONS
+
     rng = np.random.default_rng(seed)
     images = core.images
     rows = []
     for k in tqdm(range(len(images)), desc="probe: candidates", disable=not progress, leave=False):
         entry = images.sources[k] if images.sources else None
-        oracle = _oracle_unit(conditions, entry)
+        oracle = _oracle_unit(entry)
         cand = candidate_params(max(int(n_candidates), 3), core.num_params, oracle, rng)
         res = core.evaluate([k] * len(cand), cand, keep_images=True)
         de = np.array([view_delta_e(im, images.raws[k].orientation, experts[k]) for im in res.images])
-        row = {"id": images.ids[k], "condition": (conditions.get(str(entry.id).lower(), {}) if entry else {}).get("condition"),
+        row = {"id": images.ids[k], "condition": getattr(entry, "condition", None),
                "srocc": float(spearmanr(res.normalized, -de).statistic),
                "default_dE": float(de[0]), "default_reward": float(res.normalized[0])}
         if oracle is not None:
@@ -150,7 +154,7 @@ def probe(core, experts: list[np.ndarray], conditions: dict, *, n_candidates: in
         row["best_by_reward_dE"] = float(de[int(np.argmax(res.normalized))])
         rows.append(row)
     finite = [r["srocc"] for r in rows if np.isfinite(r["srocc"])]
-    margins = [r["oracle_margin"] for r in rows if "oracle_margin" in r and r["condition"] != "correct"]
+    margins = [r["oracle_margin"] for r in rows if "oracle_margin" in r and r["condition"] not in CORRECT_CONDITIONS]
     out = {"mean_srocc": float(np.mean(finite)) if finite else None,
            "mean_oracle_margin": float(np.mean(margins)) if margins else None,
            "per_image": rows, "gradient_ascent": None}
@@ -165,8 +169,8 @@ def probe(core, experts: list[np.ndarray], conditions: dict, *, n_candidates: in
         for k, r in enumerate(rows):
             r["ga_dE"] = view_delta_e(ga.images[k], images.raws[k].orientation, experts[k])
             r["ga_reward"] = float(ga.normalized[k])
-        error = [r for r in rows if r["condition"] != "correct"]
-        correct = [r for r in rows if r["condition"] == "correct"]
+        error = [r for r in rows if r["condition"] not in CORRECT_CONDITIONS]
+        correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
         den = float(np.mean([r["default_dE"] for r in error])) if error else 0.0
         out["gradient_ascent"] = {
             "steps": int(ga_steps), "seconds": seconds,
@@ -219,9 +223,8 @@ def main(argv=None) -> int:
                                      sources=pick(images.sources), details=pick(images.details))
     reward = create_reward(args.reward, args.attiqa_checkpoint, "cpu")
     core = TuningCore(images, reward, **env_config.core_kwargs(), device="cpu")
-    conditions = sample_data.read_conditions(root) if (root / "conditions.csv").is_file() else {}
     t0 = time.perf_counter()
-    result = probe(core, experts, conditions, n_candidates=args.candidates, ga_steps=args.ga_steps,
+    result = probe(core, experts, n_candidates=args.candidates, ga_steps=args.ga_steps,
                    penalties=env_config.penalties.kwargs(), seed=args.seed)
     result.update(reward=reward.description, checkpoint=getattr(reward, "checkpoint", None), data=str(root),
                   seconds=time.perf_counter() - t0, env=env_config.to_dict())
