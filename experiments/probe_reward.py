@@ -23,6 +23,12 @@ and the expert resized to it). Reported per image and on average:
   views, as in ``bench_agent.py``'s ratio but at the view's scale) and the ΔE2000 of the correct
   captures before and after (a reward whose optimum is right leaves them alone).
 
+With ``--baselines`` it also measures where classical auto-exposure and grey-balance land
+(:func:`statistics_baseline`: the exposure, then the white-balance temperature, that bring the
+view's log mean luminance and log R/B to the average of the *training* experts): a no-reference
+prior made of global tone and colour statistics. A reward that does no better than this has not
+learned more about a scene than its histogram.
+
 The JSON (``--out``, written atomically) holds every number; the last line printed is
 ``probe: srocc=... oracle_margin=... ga_vs_default_dE_ratio=...``.
 """
@@ -39,7 +45,7 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-__all__ = ["view_delta_e", "candidate_params", "probe", "main"]
+__all__ = ["view_delta_e", "candidate_params", "probe", "scene_statistics", "statistics_baseline", "baselines", "main"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ga-steps", type=int, default=60, help="gradient-ascent iterations (0 = skip)")
     p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE",
                    help="overrides of the main job's settings, e.g. env.param_penalty=4")
+    p.add_argument("--ga-params", default=None, metavar="NAME,NAME",
+                   help="gradient ascent moves only these ISP parameters (e.g. exposure,wb_temperature; default: all)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also judge classical auto-exposure / grey balance to the training experts' statistics")
     p.add_argument("--seed", type=int, default=0, help="seed of the random candidates")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--out", default=None, help="JSON file for the results")
@@ -116,7 +126,8 @@ def _oracle_unit(entry) -> np.ndarray | None:
 
 
 def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: int = 60,
-          penalties: dict | None = None, seed: int = 0, progress: bool = True) -> dict:
+          penalties: dict | None = None, seed: int = 0, progress: bool = True,
+          ga_free: list[int] | None = None) -> dict:
     """The probe on every view of ``core.images`` (see the module docstring).
 
     Args:
@@ -127,6 +138,7 @@ def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: 
         ga_steps: gradient-ascent iterations (0: skip).
         penalties: the potential's weights (``envs.config.Penalties.kwargs()``).
         seed: seed of the perturbations.
+        ga_free: parameter indices gradient ascent may move (``None``: all).
 
     Returns:
         ``{"mean_srocc", "mean_oracle_margin", "per_image": [...], "gradient_ascent": {...} | None}``.
@@ -163,7 +175,7 @@ def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: 
 
         idx = list(range(len(images)))
         t0 = time.perf_counter()
-        unit = gradient_ascent(core, idx, steps=int(ga_steps), **(penalties or {}))
+        unit = gradient_ascent(core, idx, steps=int(ga_steps), free=ga_free, **(penalties or {}))
         seconds = time.perf_counter() - t0
         ga = core.evaluate(idx, unit, keep_images=True)
         for k, r in enumerate(rows):
@@ -173,12 +185,95 @@ def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: 
         correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
         den = float(np.mean([r["default_dE"] for r in error])) if error else 0.0
         out["gradient_ascent"] = {
-            "steps": int(ga_steps), "seconds": seconds,
+            "steps": int(ga_steps), "seconds": seconds, "free": None if ga_free is None else list(ga_free),
             "ga_vs_default_dE_ratio": float(np.mean([r["ga_dE"] for r in error]) / den) if den > 0 else None,
             "correct_default_dE": float(np.mean([r["default_dE"] for r in correct])) if correct else None,
             "correct_ga_dE": float(np.mean([r["ga_dE"] for r in correct])) if correct else None,
         }
     return out
+
+
+def scene_statistics(img) -> np.ndarray:
+    """``[log mean linear luminance, log(R/B) of the mean linear colour]`` of an sRGB image.
+
+    Args:
+        img: ``(3, H, W)`` (as the ISP renders) or ``(H, W, 3)`` sRGB in ``[0, 1]``.
+    """
+    import torch
+
+    from attiqa.utils.color import LUMA_WEIGHTS, srgb_to_linear
+
+    x = torch.as_tensor(np.asarray(img, dtype=np.float64))
+    if x.shape[0] != 3:
+        x = x.permute(2, 0, 1)
+    mean = srgb_to_linear(x).flatten(1).mean(dim=1).numpy() + 1e-6
+    return np.array([np.log(float(np.dot(LUMA_WEIGHTS, mean))), np.log(mean[0] / mean[2])])
+
+
+def statistics_baseline(core, k: int, target: np.ndarray, steps: int = 21) -> tuple[np.ndarray, np.ndarray]:
+    """Classical auto-exposure, then grey balance, of view ``k`` towards ``target`` statistics.
+
+    Searches ``steps`` exposures over the unit box (white balance at the default) for the view
+    whose log mean luminance is nearest ``target[0]``, then, at that exposure, ``steps``
+    white-balance temperatures for the log R/B nearest ``target[1]``; every other parameter stays
+    at its default. Returns the unit-box parameters ``(auto-exposure, auto-exposure + balance)``.
+    """
+    import isp
+
+    grid = np.linspace(-1.0, 1.0, int(steps), dtype=np.float32)
+    i_exp, i_wb = isp.PARAM_NAMES.index("exposure"), isp.PARAM_NAMES.index("wb_temperature")
+
+    def nearest(unit: np.ndarray, j: int) -> np.ndarray:
+        res = core.evaluate([k] * len(unit), unit, keep_images=True)
+        return unit[int(np.argmin([abs(scene_statistics(im)[j] - target[j]) for im in res.images]))]
+
+    sweep = np.zeros((len(grid), core.num_params), np.float32)
+    sweep[:, i_exp] = grid
+    ae = nearest(sweep, 0)
+    sweep = np.repeat(ae[None], len(grid), axis=0)
+    sweep[:, i_wb] = grid
+    return ae, nearest(sweep, 1)
+
+
+def baselines(core, experts: list[np.ndarray], target: np.ndarray, conditions: list, steps: int = 21) -> dict:
+    """:func:`statistics_baseline` on every view of ``core``, judged like :func:`probe`'s gradient ascent.
+
+    Returns ``{"target", "per_image": [{"ae_dE", "ae_awb_dE", ...}], "ae_vs_default_dE_ratio",
+    "ae_awb_vs_default_dE_ratio", "correct_default_dE", "correct_ae_dE", "correct_ae_awb_dE"}``
+    (ratios over the capture-error views, as ``ga_vs_default_dE_ratio``).
+    """
+    from rl.evaluate import CORRECT_CONDITIONS
+
+    images = core.images
+    rows = []
+    for k in range(len(images)):
+        ae, awb = statistics_baseline(core, k, target, steps)
+        res = core.evaluate([k] * 3, np.stack([np.zeros_like(ae), ae, awb]), keep_images=True)
+        de = [view_delta_e(im, images.raws[k].orientation, experts[k]) for im in res.images]
+        rows.append({"id": images.ids[k], "condition": conditions[k], "default_dE": de[0], "ae_dE": de[1],
+                     "ae_awb_dE": de[2], "ae_unit": ae.tolist(), "ae_awb_unit": awb.tolist()})
+    error = [r for r in rows if r["condition"] not in CORRECT_CONDITIONS]
+    correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
+    mean = lambda rs, key: float(np.mean([r[key] for r in rs])) if rs else None  # noqa: E731
+    out = {"target": [float(v) for v in target], "per_image": rows}
+    for key in ("ae", "ae_awb"):
+        den = mean(error, "default_dE")
+        out[f"{key}_vs_default_dE_ratio"] = mean(error, f"{key}_dE") / den if den else None
+        out[f"correct_{key}_dE"] = mean(correct, f"{key}_dE")
+    out["correct_default_dE"] = mean(correct, "default_dE")
+    return out
+
+
+def _expert_statistics(root, env_config) -> np.ndarray:
+    """Mean :func:`scene_statistics` of the training split's expert renderings (a prior from training data only)."""
+    from envs import judges
+    from isp import datasets
+
+    stats = [scene_statistics(judges.load_expert_srgb(e.expert_c))
+             for e in datasets.load_split(root)["train"] if getattr(e, "expert_c", None)]
+    if not stats:
+        raise ValueError("no training RAW with an expert rendering to take the statistics from")
+    return np.mean(stats, axis=0)
 
 
 def main(argv=None) -> int:
@@ -221,17 +316,41 @@ def main(argv=None) -> int:
         pick = lambda xs: None if xs is None else [xs[k] for k in keep]  # noqa: E731
         images = dataclasses.replace(images, raws=pick(images.raws), ids=pick(images.ids), flips=pick(images.flips),
                                      sources=pick(images.sources), details=pick(images.details))
+    ga_free = None
+    if args.ga_params:
+        import isp
+
+        names = [n.strip() for n in args.ga_params.split(",") if n.strip()]
+        unknown = [n for n in names if n not in isp.PARAM_NAMES]
+        if unknown:
+            print(f"error: --ga-params: unknown parameter(s) {', '.join(unknown)}; choose from {', '.join(isp.PARAM_NAMES)}",
+                  file=sys.stderr)
+            return 2
+        ga_free = [isp.PARAM_NAMES.index(n) for n in names]
     reward = create_reward(args.reward, args.attiqa_checkpoint, "cpu")
     core = TuningCore(images, reward, **env_config.core_kwargs(), device="cpu")
     t0 = time.perf_counter()
     result = probe(core, experts, n_candidates=args.candidates, ga_steps=args.ga_steps,
-                   penalties=env_config.penalties.kwargs(), seed=args.seed)
+                   penalties=env_config.penalties.kwargs(), seed=args.seed, ga_free=ga_free)
     result.update(reward=reward.description, checkpoint=getattr(reward, "checkpoint", None), data=str(root),
                   seconds=time.perf_counter() - t0, env=env_config.to_dict())
+    if args.baselines:
+        try:
+            target = _expert_statistics(root, env_config)
+        except (OSError, ValueError) as exc:
+            print(f"error: {root}: {describe(exc, root)[1]}", file=sys.stderr)
+            return 3
+        result["baselines"] = baselines(core, experts, target,
+                                        [getattr(e, "condition", None) for e in images.sources])
     for r in result["per_image"]:
         print(f"{r['id']:<12}{r['condition'] or '-':<10} srocc {r['srocc']:+.2f}  dE default {r['default_dE']:5.2f}"
               + (f"  oracle {r['oracle_dE']:5.2f} (margin {r['oracle_margin']:+.3f})" if "oracle_dE" in r else "")
               + (f"  GA {r['ga_dE']:5.2f}" if "ga_dE" in r else ""))
+    if args.baselines:
+        b = result["baselines"]
+        print(f"baselines (training experts' statistics): auto-exposure ratio {b['ae_vs_default_dE_ratio']:.3f}, "
+              f"+ grey balance {b['ae_awb_vs_default_dE_ratio']:.3f}; correct dE {b['correct_default_dE']:.3f} -> "
+              f"{b['correct_ae_dE']:.3f} / {b['correct_ae_awb_dE']:.3f}")
     if args.out:
         dump_json(args.out, result)
     ga = result["gradient_ascent"] or {}

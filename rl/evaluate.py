@@ -20,7 +20,7 @@ cast; per image, per capture condition and in summary.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +103,7 @@ def gradient_ascent(
     cast_penalty: float = 0.0,
     progress: Callable | None = None,
     trace: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    free: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Per-image Adam on the unit-box params through the ISP and the differentiable reward.
 
@@ -116,11 +117,17 @@ def gradient_ascent(
 
     ``trace(u, potential)``, when given, sees every iterate: ``(B, P)`` unit-box params and their
     ``(B,)`` potential (used to turn the optimisation path into demonstrations for the agent).
+    ``free``, when given, lists the parameter indices that may move; the others stay at the
+    default (0 in the unit box).
     """
     from envs.core import clipped_fraction, colour_cast, potential
 
     B, P = len(idx), core.num_params
     z = torch.zeros(B, P, device=core.device, requires_grad=True)
+    mask = torch.ones(P, device=core.device)
+    if free is not None:
+        mask = torch.zeros(P, device=core.device)
+        mask[list(free)] = 1.0
     opt = torch.optim.Adam([z], lr=lr)
     best = np.zeros((B, P), np.float32)
     best_obj = np.full(B, -np.inf)
@@ -129,7 +136,7 @@ def gradient_ascent(
     clipped_neutral = np.stack([r.clipped[0] for r in neutral])
     cast_neutral = torch.as_tensor(np.stack([r.cast[0] for r in neutral]), device=core.device)
     for _ in range(steps):
-        u = torch.tanh(z)
+        u = torch.tanh(z) * mask
         out, imgs = core.score(idx, u, batch=raw, detail_batch=detail)
         cast = colour_cast(imgs)
         obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)

@@ -45,7 +45,7 @@ def test_probe_on_the_sample_set_finds_that_the_oracle_fixes_capture_errors(samp
 
     out = tmp_path / "probe.json"
     rc = probe_reward.main(["--reward", "analytic", "--data", str(sample_root), "--candidates", "5", "--ga-steps", "2",
-                            "--out", str(out), "--hyperparams", "env.crop=[64,96]", "env.preview_side=128"])
+                            "--baselines", "--out", str(out), "--hyperparams", "env.crop=[64,96]", "env.preview_side=128"])
     assert rc == 0
     res = json.loads(out.read_text())
     test_ids = {e.id for e in datasets.load_split(sample_root)["test"]}
@@ -61,3 +61,49 @@ def test_probe_on_the_sample_set_finds_that_the_oracle_fixes_capture_errors(samp
     ga = res["gradient_ascent"]
     errors = [r for r in rows.values() if r["condition"] != "correct"]
     assert abs(ga["ga_vs_default_dE_ratio"] - np.mean([r["ga_dE"] for r in errors]) / np.mean([r["default_dE"] for r in errors])) < 1e-9
+    base = res["baselines"]
+    b_err = [r for r in base["per_image"] if r["condition"] != "correct"]
+    assert {r["id"] for r in base["per_image"]} == test_ids
+    assert abs(base["ae_vs_default_dE_ratio"] - np.mean([r["ae_dE"] for r in b_err]) / np.mean([r["default_dE"] for r in b_err])) < 1e-9
+    for r in base["per_image"]:  # the default row is the probe's own default rendering
+        assert abs(r["default_dE"] - rows[r["id"]]["default_dE"]) < 1e-6
+
+
+def test_scene_statistics_follow_exposure_and_colour_balance():
+    base = _scene(20, 30)
+    s = probe_reward.scene_statistics(base)
+    assert np.allclose(s, probe_reward.scene_statistics(np.transpose(base, (2, 0, 1))))  # either layout
+    darker = probe_reward.scene_statistics(base * 0.5)
+    assert darker[0] < s[0] - 0.5  # half the sRGB values: about 2.2x less light, log ~ -1.5
+    bluer = base.copy()
+    bluer[..., 2] = np.clip(bluer[..., 2] * 1.5, 0, 1)
+    assert probe_reward.scene_statistics(bluer)[1] < s[1] and abs(probe_reward.scene_statistics(bluer)[0] - s[0]) < 0.2
+
+
+def test_auto_exposure_to_the_experts_own_statistics_undoes_exposure_errors(sample_root):
+    """Given each held-out capture's own expert statistics, the search moves exposure the way the
+    recorded correction does and the judge agrees; the baseline's ratio is the mean of its rows."""
+    from envs import judges
+    from envs.config import EnvConfig
+    from envs.core import TuningCore, load_image_set
+    from envs.rewards import create_reward
+
+    import isp
+
+    cfg = EnvConfig.from_dict({"crop": [64, 96], "preview_side": 128})
+    images = load_image_set(sample_root, "test", **{**cfg.image_kwargs(), "crop_mode": "whole", "flip": False})
+    core = TuningCore(images, create_reward("analytic"), **cfg.core_kwargs(), device="cpu")
+    i_exp = isp.PARAM_NAMES.index("exposure")
+    checked = 0
+    for k, e in enumerate(images.sources):
+        if e.condition not in ("under", "over"):
+            continue
+        expert = judges.load_expert_srgb(e.expert_c)
+        ae, awb = probe_reward.statistics_baseline(core, k, probe_reward.scene_statistics(expert), steps=11)
+        assert np.sign(ae[i_exp]) == np.sign(-float(e.meta["ev_error"])), (e.id, ae[i_exp])
+        assert np.count_nonzero(ae) == 1 and np.count_nonzero(awb - ae) <= 1  # only exposure, then only WB
+        res = core.evaluate([k, k], np.stack([np.zeros_like(ae), ae]), keep_images=True)
+        de = [probe_reward.view_delta_e(im, images.raws[k].orientation, expert) for im in res.images]
+        assert de[1] < 0.8 * de[0], (e.id, de)
+        checked += 1
+    assert checked >= 2

@@ -55,3 +55,17 @@ def test_gradient_ascent_gradients_are_per_image(core):
     together = gradient_ascent(core, idx, steps=3, lr=0.1)
     alone = np.concatenate([gradient_ascent(core, [i], steps=3, lr=0.1) for i in idx])
     np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_gradient_ascent_moves_only_the_free_parameters(core):
+    """With ``free`` the other parameters stay at the default, and the free ones still climb."""
+    import isp
+
+    idx = list(range(min(3, len(core.images))))
+    free = [isp.PARAM_NAMES.index("exposure"), isp.PARAM_NAMES.index("wb_temperature")]
+    zero = np.zeros((len(idx), core.num_params), np.float32)
+    unit = gradient_ascent(core, idx, steps=6, lr=0.2, free=free)
+    fixed = [j for j in range(core.num_params) if j not in free]
+    assert np.all(unit[:, fixed] == 0.0)
+    assert np.any(unit[:, free] != 0.0)
+    assert np.all(_objective(core, idx, unit, 0.0) >= _objective(core, idx, zero, 0.0) - 1e-5)
