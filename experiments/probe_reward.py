@@ -264,7 +264,7 @@ def baselines(core, experts: list[np.ndarray], target: np.ndarray, conditions: l
     return out
 
 
-def _expert_statistics(root, env_config) -> np.ndarray:
+def _expert_statistics(root) -> np.ndarray:
     """Mean :func:`scene_statistics` of the training split's expert renderings (a prior from training data only)."""
     from envs import judges
     from isp import datasets
@@ -288,6 +288,17 @@ def main(argv=None) -> int:
     from rl.common import dump_json, load_hyperparams, merge_config, parse_overrides
     from rlisp_common.exit_codes import describe
 
+    ga_free = None
+    if args.ga_params:
+        import isp
+
+        names = [n.strip() for n in args.ga_params.split(",") if n.strip()]
+        unknown = [n for n in names if n not in isp.PARAM_NAMES]
+        if unknown:
+            print(f"error: --ga-params: unknown parameter(s) {', '.join(unknown)}; choose from {', '.join(isp.PARAM_NAMES)}",
+                  file=sys.stderr)
+            return 2
+        ga_free = [isp.PARAM_NAMES.index(n) for n in names]
     torch.set_num_threads(max(1, int(args.threads)))
     torch.manual_seed(args.seed)
     config = merge_config(load_hyperparams("sac", args.reward), parse_overrides(args.hyperparams))
@@ -316,17 +327,6 @@ def main(argv=None) -> int:
         pick = lambda xs: None if xs is None else [xs[k] for k in keep]  # noqa: E731
         images = dataclasses.replace(images, raws=pick(images.raws), ids=pick(images.ids), flips=pick(images.flips),
                                      sources=pick(images.sources), details=pick(images.details))
-    ga_free = None
-    if args.ga_params:
-        import isp
-
-        names = [n.strip() for n in args.ga_params.split(",") if n.strip()]
-        unknown = [n for n in names if n not in isp.PARAM_NAMES]
-        if unknown:
-            print(f"error: --ga-params: unknown parameter(s) {', '.join(unknown)}; choose from {', '.join(isp.PARAM_NAMES)}",
-                  file=sys.stderr)
-            return 2
-        ga_free = [isp.PARAM_NAMES.index(n) for n in names]
     reward = create_reward(args.reward, args.attiqa_checkpoint, "cpu")
     core = TuningCore(images, reward, **env_config.core_kwargs(), device="cpu")
     t0 = time.perf_counter()
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
                   seconds=time.perf_counter() - t0, env=env_config.to_dict())
     if args.baselines:
         try:
-            target = _expert_statistics(root, env_config)
+            target = _expert_statistics(root)
         except (OSError, ValueError) as exc:
             print(f"error: {root}: {describe(exc, root)[1]}", file=sys.stderr)
             return 3
@@ -346,15 +346,15 @@ def main(argv=None) -> int:
         print(f"{r['id']:<12}{r['condition'] or '-':<10} srocc {r['srocc']:+.2f}  dE default {r['default_dE']:5.2f}"
               + (f"  oracle {r['oracle_dE']:5.2f} (margin {r['oracle_margin']:+.3f})" if "oracle_dE" in r else "")
               + (f"  GA {r['ga_dE']:5.2f}" if "ga_dE" in r else ""))
-    if args.baselines:
-        b = result["baselines"]
-        print(f"baselines (training experts' statistics): auto-exposure ratio {b['ae_vs_default_dE_ratio']:.3f}, "
-              f"+ grey balance {b['ae_awb_vs_default_dE_ratio']:.3f}; correct dE {b['correct_default_dE']:.3f} -> "
-              f"{b['correct_ae_dE']:.3f} / {b['correct_ae_awb_dE']:.3f}")
     if args.out:
         dump_json(args.out, result)
     ga = result["gradient_ascent"] or {}
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    if args.baselines:
+        b = result["baselines"]
+        print(f"baselines (training experts' statistics): auto-exposure ratio {fmt(b['ae_vs_default_dE_ratio'])}, "
+              f"+ grey balance {fmt(b['ae_awb_vs_default_dE_ratio'])}; correct dE {fmt(b['correct_default_dE'])} -> "
+              f"{fmt(b['correct_ae_dE'])} / {fmt(b['correct_ae_awb_dE'])}")
     print(f"probe: srocc={fmt(result['mean_srocc'])} oracle_margin={fmt(result['mean_oracle_margin'])} "
           f"ga_vs_default_dE_ratio={fmt(ga.get('ga_vs_default_dE_ratio'))} correct_dE {fmt(ga.get('correct_default_dE'))}"
           f" -> {fmt(ga.get('correct_ga_dE'))}")

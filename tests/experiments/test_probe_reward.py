@@ -107,3 +107,9 @@ def test_auto_exposure_to_the_experts_own_statistics_undoes_exposure_errors(samp
         assert de[1] < 0.8 * de[0], (e.id, de)
         checked += 1
     assert checked >= 2
+
+
+def test_an_unknown_ga_parameter_is_one_line_and_exit_2(capsys):
+    rc = probe_reward.main(["--ga-params", "exposure,warmth", "--candidates", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "warmth" in err[0] and "wb_temperature" in err[0]
