@@ -181,16 +181,24 @@ def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: 
         for k, r in enumerate(rows):
             r["ga_dE"] = view_delta_e(ga.images[k], images.raws[k].orientation, experts[k])
             r["ga_reward"] = float(ga.normalized[k])
-        error = [r for r in rows if r["condition"] not in CORRECT_CONDITIONS]
-        correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
-        den = float(np.mean([r["default_dE"] for r in error])) if error else 0.0
+        ratio, correct_default, correct_ga = _against_default(rows, "ga_dE")
         out["gradient_ascent"] = {
             "steps": int(ga_steps), "seconds": seconds, "free": None if ga_free is None else list(ga_free),
-            "ga_vs_default_dE_ratio": float(np.mean([r["ga_dE"] for r in error]) / den) if den > 0 else None,
-            "correct_default_dE": float(np.mean([r["default_dE"] for r in correct])) if correct else None,
-            "correct_ga_dE": float(np.mean([r["ga_dE"] for r in correct])) if correct else None,
+            "ga_vs_default_dE_ratio": ratio, "correct_default_dE": correct_default, "correct_ga_dE": correct_ga,
         }
     return out
+
+
+def _against_default(rows: list[dict], key: str) -> tuple[float | None, float | None, float | None]:
+    """``(mean rows[key] / mean default_dE over the capture-error rows, mean default_dE and mean
+    rows[key] over the correct captures)``; ``None`` where a group is empty (or its default is 0)."""
+    from rl.evaluate import CORRECT_CONDITIONS
+
+    error = [r for r in rows if r["condition"] not in CORRECT_CONDITIONS]
+    correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
+    mean = lambda rs, k: float(np.mean([r[k] for r in rs])) if rs else None  # noqa: E731
+    den = mean(error, "default_dE")
+    return (mean(error, key) / den if den else None), mean(correct, "default_dE"), mean(correct, key)
 
 
 def scene_statistics(img) -> np.ndarray:
@@ -242,8 +250,6 @@ def baselines(core, experts: list[np.ndarray], target: np.ndarray, conditions: l
     "ae_awb_vs_default_dE_ratio", "correct_default_dE", "correct_ae_dE", "correct_ae_awb_dE"}``
     (ratios over the capture-error views, as ``ga_vs_default_dE_ratio``).
     """
-    from rl.evaluate import CORRECT_CONDITIONS
-
     images = core.images
     rows = []
     for k in range(len(images)):
@@ -252,15 +258,10 @@ def baselines(core, experts: list[np.ndarray], target: np.ndarray, conditions: l
         de = [view_delta_e(im, images.raws[k].orientation, experts[k]) for im in res.images]
         rows.append({"id": images.ids[k], "condition": conditions[k], "default_dE": de[0], "ae_dE": de[1],
                      "ae_awb_dE": de[2], "ae_unit": ae.tolist(), "ae_awb_unit": awb.tolist()})
-    error = [r for r in rows if r["condition"] not in CORRECT_CONDITIONS]
-    correct = [r for r in rows if r["condition"] in CORRECT_CONDITIONS]
-    mean = lambda rs, key: float(np.mean([r[key] for r in rs])) if rs else None  # noqa: E731
     out = {"target": [float(v) for v in target], "per_image": rows}
     for key in ("ae", "ae_awb"):
-        den = mean(error, "default_dE")
-        out[f"{key}_vs_default_dE_ratio"] = mean(error, f"{key}_dE") / den if den else None
-        out[f"correct_{key}_dE"] = mean(correct, f"{key}_dE")
-    out["correct_default_dE"] = mean(correct, "default_dE")
+        ratio, out["correct_default_dE"], out[f"correct_{key}_dE"] = _against_default(rows, f"{key}_dE")
+        out[f"{key}_vs_default_dE_ratio"] = ratio
     return out
 
 

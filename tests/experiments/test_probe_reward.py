@@ -82,7 +82,7 @@ def test_scene_statistics_follow_exposure_and_colour_balance():
 
 def test_auto_exposure_to_the_experts_own_statistics_undoes_exposure_errors(sample_root):
     """Given each held-out capture's own expert statistics, the search moves exposure the way the
-    recorded correction does and the judge agrees; the baseline's ratio is the mean of its rows."""
+    recorded correction does, touches only exposure and then WB, and the judge agrees."""
     from envs import judges
     from envs.config import EnvConfig
     from envs.core import TuningCore, load_image_set
