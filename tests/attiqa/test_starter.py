@@ -225,10 +225,12 @@ def test_cli_builds_the_same_weights_whatever_the_parent_processes_instruction_s
     ckpts = []
     for i, parent in enumerate([*parents, parents[1]]):
         flags = ["--unpinned"] if i == 2 else []
-        path = _cli_build(tmp_path / f"{i}.pt", "--tiny", *flags, parent_env=parent)
+        # at the real recipe's fixed thread count (2), which every machine then builds with
+        path = _cli_build(tmp_path / f"{i}.pt", "--tiny", "--threads", "2", *flags, parent_env=parent)
         ckpts.append(torch.load(path, weights_only=True))
         expected = dict(parent) if flags else {**parent, **_pins()}
         assert ckpts[-1]["meta"]["isa_env"] == {k: expected.get(k) for k in PINNED_ISA_ENV}
     a, b = ckpts[0]["state_dict"], ckpts[1]["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert ckpts[0]["meta"]["holdout_report"] == ckpts[1]["meta"]["holdout_report"]
+    assert ckpts[0]["meta"]["torch_threads"] == 2 == StarterConfig().threads

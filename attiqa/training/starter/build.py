@@ -1,4 +1,4 @@
-"""The starter ATTIQA model (v4): a working quality reward built offline on a fresh CPU machine.
+"""The starter ATTIQA model (v5): a working quality reward built offline on a fresh CPU machine.
 
 ``python -m attiqa build-starter [--out PATH] [--force] [--tiny] [--threads N] [--report [--report-crops N]]``
 
