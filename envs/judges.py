@@ -258,8 +258,13 @@ def cast_vs_expert(img: np.ndarray, ref: np.ndarray) -> float:
     """
     img, ref = to_hwc(img), to_hwc(ref)
     _check_same(img, ref)
-    a = srgb_to_lab(img)[..., 1:].reshape(-1, 2).mean(axis=0)
-    b = srgb_to_lab(ref)[..., 1:].reshape(-1, 2).mean(axis=0)
+    return _mean_chroma_distance(srgb_to_lab(img), srgb_to_lab(ref))
+
+
+def _mean_chroma_distance(lab1: np.ndarray, lab2: np.ndarray) -> float:
+    """Distance between the mean (a*, b*) of two CIELAB images."""
+    a = lab1[..., 1:].reshape(-1, 2).mean(axis=0)
+    b = lab2[..., 1:].reshape(-1, 2).mean(axis=0)
     return float(np.linalg.norm(a - b))
 
 
@@ -284,8 +289,12 @@ def judge(img, expert: np.ndarray | None = None) -> dict[str, float]:
     out = {"clipped_fraction": float(clipped_fraction(t)[0]), "colour_cast": float(colour_cast(t)[0])}
     if expert is not None:
         ref = align_to(expert, ours)
-        out.update(compare(ours, ref))
-        out["cast_vs_expert"] = cast_vs_expert(ours, ref)
+        # each image's CIELAB once, for ΔE2000 and the cast (compare() and cast_vs_expert() each
+        # convert both; the same numbers)
+        lab_ours, lab_ref = srgb_to_lab(ours), srgb_to_lab(ref)
+        out.update(psnr=psnr(ours, ref), ssim=ssim(ours, ref),
+                   delta_e2000=float(np.mean(delta_e2000(lab_ours, lab_ref))),
+                   cast_vs_expert=_mean_chroma_distance(lab_ours, lab_ref))
     return out
 
 

@@ -304,6 +304,10 @@ def judge_policies(
         for p in names:
             params = isp.unit_to_params(torch.as_tensor(units[p][i : i + 1], dtype=torch.float32))[0]
             img = isp.render(raw, params, device=device)
+            if expert is not None and expert.shape[:2] != tuple(img.shape[-2:]):
+                # aligned (turned, resized) once per RAW, to its first policy's rendering: every
+                # policy renders the same size, so the others' judges reuse it
+                expert = judges.align_to(expert, img)
             with torch.no_grad():
                 score = float(reward(img[None].to(device)).score[0])
             row = {"id": e.id, "scene": getattr(e, "scene", None) or e.id, "condition": getattr(e, "condition", None) or "all",
