@@ -89,3 +89,13 @@ def test_summarize_groups_by_condition():
     assert s["mean"]["score"] == pytest.approx(0.3)  # None skipped
     assert s["per_condition"]["under"] == {"mean": {"delta_e2000": 5.0, "score": pytest.approx(0.3)}, "n": 2}
     assert "score" not in s["per_condition"]["correct"]["mean"]
+
+
+def test_judge_converts_once_and_gives_the_plain_functions_numbers(saved_pair):
+    """judge() converts each image to CIELAB once for ΔE2000 and the cast; the plain functions
+    (compare, cast_vs_expert: each converts both images itself) give the same numbers exactly."""
+    img, ref = saved_pair
+    j = judges.judge(img, ref)
+    plain = {**judges.compare(img, ref), "cast_vs_expert": judges.cast_vs_expert(img, ref)}
+    assert {k: j[k] for k in plain} == plain
+    assert j["delta_e2000"] > 0.5 and j["cast_vs_expert"] > 0.0

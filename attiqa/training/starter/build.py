@@ -191,7 +191,7 @@ def ensure_starter(progress: bool = True) -> Path:
         return path
     with file_lock(path.with_name(path.name + ".lock")):
         if not path.is_file():
-            print(f"attiqa: building the ATTIQA starter model at {path} (first use, about 4 minutes on a "
+            print(f"attiqa: building the ATTIQA starter model at {path} (first use, about 3 minutes on a "
                   "2-core CPU). It is a starter model, not the paper's weights.", file=sys.stderr, flush=True)
             build_starter_pinned(path, progress=progress)
     return path
