@@ -72,9 +72,9 @@ class StarterConfig:
         mos_margin: hinge margin between renderings of one crop whose targets differ by more.
         min_magnitude: smallest push magnitude drawn in training (largest is 1).
         threads: torch intra-op threads during the build (restored after), the same count on
-            every machine. On the pinned kernels the weights do not depend on it (bitwise the same
-            at 1, 2 and 4 threads, measured); 2 uses both cores of the 2-core machine the main job
-            is sized for.
+            every machine. On the pinned kernels this recipe's weights do not depend on it (measured
+            bitwise equal at 1 and 2 threads, the small recipe also at 4; the tiny test recipe
+            is not); 2 uses both cores of the 2-core machine the main job is sized for.
         report_magnitudes: push magnitudes of the hold-out report.
         report_crops: crops per held-out photo in the report.
         seed: random seed.
