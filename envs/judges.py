@@ -172,7 +172,12 @@ def mean_delta_e2000(img: np.ndarray, ref: np.ndarray) -> float:
     """Mean per-pixel CIEDE2000 between two sRGB images ``(H, W, 3)`` of equal size."""
     img, ref = to_hwc(img), to_hwc(ref)
     _check_same(img, ref)
-    return float(np.mean(delta_e2000(srgb_to_lab(img), srgb_to_lab(ref))))
+    return _mean_delta_e2000_lab(srgb_to_lab(img), srgb_to_lab(ref))
+
+
+def _mean_delta_e2000_lab(lab1: np.ndarray, lab2: np.ndarray) -> float:
+    """Mean per-pixel CIEDE2000 between two CIELAB images of equal size."""
+    return float(np.mean(delta_e2000(lab1, lab2)))
 
 
 def psnr(img: np.ndarray, ref: np.ndarray) -> float:
@@ -293,7 +298,7 @@ def judge(img, expert: np.ndarray | None = None) -> dict[str, float]:
         # convert both; the same numbers)
         lab_ours, lab_ref = srgb_to_lab(ours), srgb_to_lab(ref)
         out.update(psnr=psnr(ours, ref), ssim=ssim(ours, ref),
-                   delta_e2000=float(np.mean(delta_e2000(lab_ours, lab_ref))),
+                   delta_e2000=_mean_delta_e2000_lab(lab_ours, lab_ref),
                    cast_vs_expert=_mean_chroma_distance(lab_ours, lab_ref))
     return out
 

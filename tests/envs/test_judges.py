@@ -91,11 +91,16 @@ def test_summarize_groups_by_condition():
     assert "score" not in s["per_condition"]["correct"]["mean"]
 
 
-def test_judge_converts_once_and_gives_the_plain_functions_numbers(saved_pair):
+def test_judge_converts_once_and_gives_the_plain_functions_numbers(saved_pair, monkeypatch):
     """judge() converts each image to CIELAB once for ΔE2000 and the cast; the plain functions
     (compare, cast_vs_expert: each converts both images itself) give the same numbers exactly."""
     img, ref = saved_pair
+    calls = []
+    to_lab = judges.srgb_to_lab
+    monkeypatch.setattr(judges, "srgb_to_lab", lambda rgb: calls.append(1) or to_lab(rgb))
     j = judges.judge(img, ref)
+    assert len(calls) == 2  # ours and the expert's, once each
+    monkeypatch.undo()
     plain = {**judges.compare(img, ref), "cast_vs_expert": judges.cast_vs_expert(img, ref)}
     assert {k: j[k] for k in plain} == plain
     assert j["delta_e2000"] > 0.5 and j["cast_vs_expert"] > 0.0
