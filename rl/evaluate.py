@@ -19,7 +19,10 @@ cast; per image, per capture condition and in summary.
 """
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Sequence
 
 import numpy as np
@@ -254,6 +257,7 @@ def judge_policies(
     max_side: int | None = 2048,
     thumb_side: int = 320,
     progress: bool = True,
+    workers: int | None = None,
 ) -> dict[str, list[np.ndarray]]:
     """Applies each policy's parameters to the whole held-out RAWs and adds the judges to ``results``.
 
@@ -275,6 +279,10 @@ def judge_policies(
         max_side: bound on the judged resolution (``None``: the RAW's full size).
         thumb_side: longer side of the renders returned for the before/after grid.
         progress: show a tqdm bar.
+        workers: threads that compute the judges while the next renderings are made (default:
+            the CPU count, at most 4). The judges are NumPy, SciPy and colour-science code that
+            releases the GIL, one image per thread, so the numbers do not depend on it; 0 judges
+            in the calling thread.
 
     Returns:
         ``{policy: [thumbnail (3, h, w), ...], "expert": [... or None]}`` for the grid.
@@ -297,25 +305,42 @@ def judge_policies(
             img = F.interpolate(img[None], size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")[0]
         return img.clamp(0, 1).cpu().numpy()
 
-    for i, e in enumerate(tqdm(entries, desc="judging at full resolution", disable=not progress, leave=False)):
-        raw = fivek.cached_preview(e.dng, max_side)
-        expert = judges.load_expert_srgb(e.expert_c) if getattr(e, "expert_c", None) else None
-        thumbs["expert"].append(None if expert is None else small(torch.as_tensor(expert.transpose(2, 0, 1).copy(), dtype=torch.float32)))
-        for p in names:
-            params = isp.unit_to_params(torch.as_tensor(units[p][i : i + 1], dtype=torch.float32))[0]
-            img = isp.render(raw, params, device=device)
-            if expert is not None and expert.shape[:2] != tuple(img.shape[-2:]):
-                # aligned (turned, resized) once per RAW, to its first policy's rendering: every
-                # policy renders the same size, so the others' judges reuse it
-                expert = judges.align_to(expert, img)
-            with torch.no_grad():
-                score = float(reward(img[None].to(device)).score[0])
-            row = {"id": e.id, "scene": getattr(e, "scene", None) or e.id, "condition": getattr(e, "condition", None) or "all",
-                   "full_res_score": score, "height": int(img.shape[-2]), "width": int(img.shape[-1]),
-                   "params": isp.params_to_dict(params)}
-            row.update(judges.judge(img, expert))
-            rows[p].append(row)
-            thumbs[p].append(small(img))
+    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") if workers > 0 else None
+    # (row, judges future) in submission order, bounded so that only a few renderings wait in memory
+    pending: deque[tuple[dict, Future]] = deque()
+    try:
+        for i, e in enumerate(tqdm(entries, desc="judging at full resolution", disable=not progress, leave=False)):
+            raw = fivek.cached_preview(e.dng, max_side)
+            expert = judges.load_expert_srgb(e.expert_c) if getattr(e, "expert_c", None) else None
+            thumbs["expert"].append(None if expert is None else small(torch.as_tensor(expert.transpose(2, 0, 1).copy(), dtype=torch.float32)))
+            for p in names:
+                params = isp.unit_to_params(torch.as_tensor(units[p][i : i + 1], dtype=torch.float32))[0]
+                img = isp.render(raw, params, device=device)
+                if expert is not None and expert.shape[:2] != tuple(img.shape[-2:]):
+                    # aligned (turned, resized) once per RAW, to its first policy's rendering: every
+                    # policy renders the same size, so the others' judges reuse it
+                    expert = judges.align_to(expert, img)
+                with torch.no_grad():
+                    score = float(reward(img[None].to(device)).score[0])
+                row = {"id": e.id, "scene": getattr(e, "scene", None) or e.id, "condition": getattr(e, "condition", None) or "all",
+                       "full_res_score": score, "height": int(img.shape[-2]), "width": int(img.shape[-1]),
+                       "params": isp.params_to_dict(params)}
+                rows[p].append(row)
+                thumbs[p].append(small(img))
+                if pool is None:
+                    row.update(judges.judge(img, expert))
+                    continue
+                pending.append((row, pool.submit(judges.judge, img.detach().cpu(), expert)))
+                while len(pending) > 2 * workers:
+                    done_row, fut = pending.popleft()
+                    done_row.update(fut.result())
+        while pending:
+            done_row, fut = pending.popleft()
+            done_row.update(fut.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     for p in names:
         summary = judges.summarize(rows[p])
         summary["per_image"] = rows[p]

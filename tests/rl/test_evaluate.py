@@ -69,3 +69,32 @@ def test_gradient_ascent_moves_only_the_free_parameters(core):
     assert np.all(unit[:, fixed] == 0.0)
     assert np.any(unit[:, free] != 0.0)
     assert np.all(_objective(core, idx, unit, 0.0) >= _objective(core, idx, zero, 0.0) - 1e-5)
+
+
+def test_judge_policies_gives_the_same_judges_in_worker_threads_as_inline(core):
+    """The judges computed in a thread pool while the next renderings are made are the numbers of
+    ``envs.judges.judge`` on each policy's whole rendering, in order, whatever the pool size."""
+    import isp
+    import torch
+    from envs import judges
+    from isp import fivek
+    from rl.evaluate import judge_policies
+
+    entries = list(core.images.sources[:3])
+    rng = np.random.default_rng(1)
+    units = {"default": np.zeros((3, core.num_params), np.float32),
+             "agent": rng.uniform(-0.6, 0.6, (3, core.num_params)).astype(np.float32)}
+    reward = create_reward("analytic")
+    per_workers = {}
+    for workers in (0, 1, 3):
+        results = {p: {} for p in units}
+        judge_policies(results, entries, units, reward, max_side=96, progress=False, workers=workers)
+        per_workers[workers] = {p: results[p]["judges"]["per_image"] for p in units}
+    assert per_workers[1] == per_workers[0] and per_workers[3] == per_workers[0]
+    # and they are the plain judges of each policy's rendering of that RAW (not another row's)
+    e = entries[2]
+    img = isp.render(fivek.cached_preview(e.dng, 96), isp.unit_to_params(torch.as_tensor(units["agent"][2:3]))[0])
+    expected = judges.judge(img, judges.load_expert_srgb(e.expert_c))
+    row = per_workers[3]["agent"][2]
+    assert row["id"] == e.id and {k: row[k] for k in expected} == expected
+    assert per_workers[3]["agent"][2]["delta_e2000"] != per_workers[3]["default"][2]["delta_e2000"]
