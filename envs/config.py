@@ -30,13 +30,15 @@ class Penalties:
 
     ``reward_scale * s - clip_penalty * relu(clipped - clipped_neutral) - cast_penalty *
     relu(cast - cast_neutral) - param_penalty * mean(u**2)``, with ``s`` the reward model's
-    normalised score.
+    normalised score; ``detail_penalty``, when set, replaces ``param_penalty`` for the denoising
+    and sharpening controls (:func:`envs.core.trust_region`).
     """
 
     reward_scale: float = 10.0
     clip_penalty: float = 2.0
     param_penalty: float = 0.0
     cast_penalty: float = 0.0
+    detail_penalty: float | None = None
 
     def kwargs(self) -> dict[str, float]:
         """As keyword arguments of :func:`envs.core.potential` and the baselines in ``rl.evaluate``."""
@@ -138,7 +140,8 @@ class EnvConfig:
         unknown = sorted(set(d) - known - set(_PENALTY_KEYS))
         if unknown:
             raise ValueError(f"unknown env key(s) {', '.join(unknown)}; known: {', '.join(sorted(known | set(_PENALTY_KEYS)))}")
-        pen = Penalties(**{k: float(d.pop(k)) for k in _PENALTY_KEYS if k in d})
+        pen = {k: d.pop(k) for k in _PENALTY_KEYS if k in d}
+        pen = Penalties(**{k: None if v is None and k == "detail_penalty" else float(v) for k, v in pen.items()})
         types = {"horizon": int, "step_size": float, "preview_side": int, "crops_per_image": int, "thumb_size": int,
                  "hist_bins": int, "detail_crop": int, "detail_halo": int, "detail_weight": float, "allow_stop": bool, "flip": bool}
         values = {k: (types[k](v) if k in types and v is not None else v) for k, v in d.items()}

@@ -20,6 +20,7 @@ from envs.rewards import RewardModel, create_reward
 
 __all__ = [
     "CROP_MODES",
+    "DETAIL_PARAMS",
     "ImageSet",
     "crop_windows",
     "whole_view",
@@ -31,6 +32,7 @@ __all__ = [
     "colour_cast",
     "load_image_set",
     "potential",
+    "trust_region",
 ]
 
 # How ``load_image_set`` makes the environment's views of each preview: the whole image resampled
@@ -356,24 +358,50 @@ def colour_cast(images: torch.Tensor) -> torch.Tensor:
     return (m - m.mean(dim=1, keepdim=True)).norm(dim=1)
 
 
+#: The detail parameters: denoising and sharpening act on pixel neighbourhoods, so the reward
+#: judges them on the 1:1 detail windows (``TuningCore.detail_weight``), and ``detail_penalty``
+#: may give them a trust region of their own.
+DETAIL_PARAMS: tuple[str, ...] = ("denoise_luma", "denoise_chroma", "sharpen")
+
+
+def trust_region(unit, param_penalty: float, detail_penalty: float | None = None):
+    """The potential's parameter term: ``param_penalty * mean(unit**2)`` over the ``P`` controls.
+
+    With ``detail_penalty`` set, the :data:`DETAIL_PARAMS` are weighted by it instead:
+    ``(param_penalty * sum_tone(u**2) + detail_penalty * sum_detail(u**2)) / P``.
+    ``unit``: ``(B, P)`` numpy array or tensor; returns ``(B,)``.
+    """
+    is_tensor = isinstance(unit, torch.Tensor)
+    sq = unit**2 if is_tensor else np.asarray(unit) ** 2
+    if detail_penalty is None:
+        return param_penalty * (sq.mean(dim=-1) if is_tensor else sq.mean(axis=-1))
+    import isp
+
+    w = np.full(sq.shape[-1], float(param_penalty))
+    w[[isp.PARAM_INDEX[n] for n in DETAIL_PARAMS]] = float(detail_penalty)
+    if is_tensor:
+        return (sq * torch.as_tensor(w, dtype=sq.dtype, device=sq.device)).mean(dim=-1)
+    return (sq * w).mean(axis=-1)
+
+
 def potential(
     normalized, clipped, clipped_neutral, unit, *, reward_scale, clip_penalty, param_penalty,
-    cast=None, cast_neutral=None, cast_penalty: float = 0.0,
+    cast=None, cast_neutral=None, cast_penalty: float = 0.0, detail_penalty: float | None = None,
 ):
     """The regularised score whose per-step change is the reward.
 
     ``reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral)
-    - cast_penalty * relu(cast - cast_neutral) - param_penalty * mean(unit**2)``.
-    Works on numpy arrays or tensors of shape ``(B,)`` (``unit``: ``(B, P)``); the cast term is
-    left out when ``cast_penalty`` is 0.
+    - cast_penalty * relu(cast - cast_neutral) - trust_region(unit)`` (:func:`trust_region`:
+    ``param_penalty * mean(unit**2)``, the detail parameters weighted by ``detail_penalty`` when
+    it is set). Works on numpy arrays or tensors of shape ``(B,)`` (``unit``: ``(B, P)``); the
+    cast term is left out when ``cast_penalty`` is 0.
     """
     if isinstance(normalized, torch.Tensor):
         relu = lambda x: torch.clamp(x, min=0.0)  # noqa: E731
-        reg = (unit**2).mean(dim=-1)
     else:
         relu = lambda x: np.maximum(x, 0.0)  # noqa: E731
-        reg = (np.asarray(unit) ** 2).mean(axis=-1)
-    out = reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral) - param_penalty * reg
+    reg = trust_region(unit, param_penalty, detail_penalty)
+    out = reward_scale * normalized - clip_penalty * relu(clipped - clipped_neutral) - reg
     if cast_penalty:
         out = out - cast_penalty * relu(cast - cast_neutral)
     return out

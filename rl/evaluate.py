@@ -68,7 +68,7 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float) -> dict:
 
 def random_search(
     core, idx, n_evals: int, seed: int = 0, *, reward_scale: float = 10.0, param_penalty: float = 0.0, clip_penalty: float = 0.0,
-    cast_penalty: float = 0.0,
+    cast_penalty: float = 0.0, detail_penalty: float | None = None,
 ) -> np.ndarray:
     """Best of ``n_evals`` uniform draws in the unit box per image, by the environment's potential.
 
@@ -88,7 +88,7 @@ def random_search(
         res = core.evaluate(idx, cand)
         o = potential(res.normalized, res.clipped, clipped_neutral, cand,
                       reward_scale=reward_scale, clip_penalty=clip_penalty, param_penalty=param_penalty,
-                      cast=res.cast, cast_neutral=cast_neutral, cast_penalty=cast_penalty)
+                      cast=res.cast, cast_neutral=cast_neutral, cast_penalty=cast_penalty, detail_penalty=detail_penalty)
         better = o > best_obj
         best[better], best_obj[better] = cand[better], o[better]
     return best
@@ -104,6 +104,7 @@ def gradient_ascent(
     param_penalty: float = 0.0,
     clip_penalty: float = 0.0,
     cast_penalty: float = 0.0,
+    detail_penalty: float | None = None,
     progress: Callable | None = None,
     trace: Callable[[np.ndarray, np.ndarray], None] | None = None,
     free: Sequence[int] | None = None,
@@ -112,7 +113,8 @@ def gradient_ascent(
 
     Ascends ``reward_scale * normalized_score - cast_penalty * relu(cast - cast_neutral)
     - param_penalty * mean(u**2)`` with
-    ``u = tanh(z)`` (stays in the box; ``z = 0`` is neutral). Images are optimised together in
+    ``u = tanh(z)`` (stays in the box; ``z = 0`` is neutral; ``detail_penalty``, when set, weights
+    the detail parameters' share of the last term, :func:`envs.core.trust_region`). Images are optimised together in
     one batch, but each has its own parameters and the objective is a sum, so the gradients are
     per-image. Returns the best iterate seen per image by the environment's full potential
     (:func:`envs.core.potential`, whose clipped-pixel term has no useful gradient and so only
@@ -123,7 +125,7 @@ def gradient_ascent(
     ``free``, when given, lists the parameter indices that may move; the others stay at the
     default (0 in the unit box).
     """
-    from envs.core import clipped_fraction, colour_cast, potential
+    from envs.core import clipped_fraction, colour_cast, potential, trust_region
 
     B, P = len(idx), core.num_params
     z = torch.zeros(B, P, device=core.device, requires_grad=True)
@@ -142,7 +144,7 @@ def gradient_ascent(
         u = torch.tanh(z) * mask
         out, imgs = core.score(idx, u, batch=raw, detail_batch=detail)
         cast = colour_cast(imgs)
-        obj = reward_scale * out.normalized - param_penalty * (u**2).mean(dim=1)
+        obj = reward_scale * out.normalized - trust_region(u, param_penalty, detail_penalty)
         if cast_penalty:
             obj = obj - cast_penalty * torch.clamp(cast - cast_neutral, min=0.0)
         core.reward_evals += B
@@ -158,6 +160,7 @@ def gradient_ascent(
                 cast=cast.detach().float().cpu().numpy(),
                 cast_neutral=cast_neutral.cpu().numpy(),
                 cast_penalty=cast_penalty,
+                detail_penalty=detail_penalty,
             )
         u_np = u.detach().cpu().numpy()
         if trace is not None:
@@ -182,6 +185,7 @@ def evaluate_policies(
     param_penalty: float = 0.0,
     clip_penalty: float = 0.0,
     cast_penalty: float = 0.0,
+    detail_penalty: float | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -191,7 +195,7 @@ def evaluate_policies(
         core: a ``TuningCore`` over the test images.
         predictor: an :class:`rl.inference.AgentParamsPredictor`.
         ga_steps, ga_lr: gradient ascent budget and step size.
-        reward_scale, param_penalty, clip_penalty, cast_penalty: the environment's potential, which gradient
+        reward_scale, param_penalty, clip_penalty, cast_penalty, detail_penalty: the environment's potential, which gradient
             ascent and random search maximise like the agent (see :func:`gradient_ascent`).
         seed: random search seed.
         progress: show a tqdm bar for gradient ascent.
@@ -216,14 +220,14 @@ def evaluate_policies(
 
     t0 = time.perf_counter()
     rs_unit = random_search(core, idx, agent_evals, seed, reward_scale=reward_scale, param_penalty=param_penalty, clip_penalty=clip_penalty,
-                            cast_penalty=cast_penalty)
+                            cast_penalty=cast_penalty, detail_penalty=detail_penalty)
     results["random_search"] = _entry(core, idx, rs_unit, agent_evals, time.perf_counter() - t0)
 
     bar = tqdm(total=ga_steps, desc="gradient ascent", disable=not progress, leave=False)
     t0 = time.perf_counter()
     ga_unit = gradient_ascent(
         core, idx, steps=ga_steps, lr=ga_lr, reward_scale=reward_scale, param_penalty=param_penalty,
-        clip_penalty=clip_penalty, cast_penalty=cast_penalty, progress=bar.update
+        clip_penalty=clip_penalty, cast_penalty=cast_penalty, detail_penalty=detail_penalty, progress=bar.update
     )
     ga_seconds = time.perf_counter() - t0
     bar.close()

@@ -198,7 +198,7 @@ def log_final_to_tensorboard(model, results: dict, config: dict, before_after_pn
     env = config.get("env", {}) or {}
     hparams = {"algo": str(config.get("algo")), "reward": str(config.get("reward")), "seed": int(config.get("seed", 0)),
                "total_timesteps": int(config.get("total_timesteps", 0)), "n_envs": int(config.get("n_envs", 0))}
-    for k in ("mode", "reward_scale", "clip_penalty", "cast_penalty", "param_penalty", "crop_mode"):
+    for k in ("mode", "reward_scale", "clip_penalty", "cast_penalty", "param_penalty", "detail_penalty", "crop_mode"):
         if isinstance(env.get(k), (int, float, str, bool)):
             hparams[f"env.{k}"] = env[k]
     for k, v in (config.get("algo_kwargs") or {}).items():

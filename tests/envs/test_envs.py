@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
+import isp
 from envs import IspTuningEnv, create_reward
 from envs.core import TuningCore, clipped_fraction, load_image_set
 from envs.rewards import REWARDS, RewardEntry, RewardModel, register_reward
@@ -176,6 +177,29 @@ def test_clip_penalty_lowers_reward_of_blown_images(core):
     neutral = core.neutral([core.images.ids.index(i0["image_id"])])[0]
     excess = max(i0["clipped"] - float(neutral.clipped[0]), 0.0)
     assert r1 == pytest.approx(r0 - 5.0 * excess - 1.0, abs=1e-4)
+
+
+def test_detail_penalty_weights_only_the_denoising_and_sharpening_controls(core):
+    """With ``detail_penalty`` the trust region is ``(param_penalty * tone u**2 + detail_penalty *
+    detail u**2) / P``; without it, ``param_penalty * mean(u**2)`` as before."""
+    from envs.core import DETAIL_PARAMS, trust_region
+
+    P = core.num_params
+    u = np.linspace(-0.9, 0.9, P).astype(np.float32)
+    detail = np.isin(np.asarray(isp.PARAM_NAMES), DETAIL_PARAMS)
+    assert detail.sum() == 3 and not detail[isp.PARAM_INDEX["exposure"]]
+    expected = (2.0 * np.sum(u[~detail] ** 2) + 0.5 * np.sum(u[detail] ** 2)) / P
+    assert trust_region(u[None], 2.0, 0.5)[0] == pytest.approx(expected, rel=1e-6)
+    assert float(trust_region(torch.as_tensor(u[None]), 2.0, 0.5)[0]) == pytest.approx(expected, rel=1e-6)
+    assert trust_region(u[None], 2.0)[0] == 2.0 * np.mean(u**2)
+    # in the env: the same image and action, rewards apart by exactly the trust regions' difference
+    plain, weighted = make_env(core, param_penalty=2.0), make_env(core, param_penalty=2.0, detail_penalty=0.5)
+    plain.reset(seed=4)
+    weighted.reset(seed=4)
+    _, r0, _, _, i0 = plain.step(u)
+    _, r1, _, _, i1 = weighted.step(u)
+    assert i0["image_id"] == i1["image_id"]
+    assert r1 - r0 == pytest.approx(2.0 * np.mean(u**2) - expected, abs=1e-4)
 
 
 def test_cast_penalty_matches_an_independent_colour_cast(core):

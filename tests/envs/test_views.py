@@ -112,7 +112,9 @@ def test_env_vecenv_and_predictor_share_one_step(sample_root):
     from rl.inference import AgentParamsPredictor
 
     cfg = EnvConfig.from_dict({"crop": [64, 96], "preview_side": 128, "crop_mode": "whole", "thumb_size": 4, "hist_bins": 8,
-                               "clip_penalty": 3.0, "cast_penalty": 1.5, "param_penalty": 0.5})
+                               "clip_penalty": 3.0, "cast_penalty": 1.5, "param_penalty": 0.5, "detail_penalty": 0.1})
+    assert EnvConfig.from_dict(cfg.to_dict()) == cfg and cfg.penalties.detail_penalty == 0.1
+    assert EnvConfig.from_dict({"detail_penalty": None}).penalties.detail_penalty is None
     images = load_image_set(sample_root, "test", **{**cfg.image_kwargs(), "flip": False}, limit=2)
     core = TuningCore(images, create_reward("analytic"), **cfg.core_kwargs())
     env = IspTuningEnv(cfg, core=core)
