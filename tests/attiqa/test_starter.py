@@ -213,6 +213,31 @@ def test_small_recipe_ranks_held_out_renderings_below_the_photo(tmp_path):
     assert not losses, losses
 
 
+def test_pinned_build_environment_runs_mkl_on_the_branch_every_x86_vendor_runs():
+    """MKL runs a named code branch (``MKL_CBWR=AVX2``) on Intel processors only; on AMD ones it
+    falls back to its automatic branch, whose kernels follow the CPU, without a word, so v5's pin
+    built other weights on AMD machines. The pinned environment's matrix products must run on
+    ``COMPATIBLE``, the branch MKL keeps on every vendor: its verbose log names the branch in
+    effect (``CNR:...``), whatever this machine is."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from attiqa.training.starter.build import _pins
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        assert _pins() == {}  # ARM and others: nothing to pin
+        return
+    assert torch.backends.mkl.is_available()
+    code = "import torch; a = torch.rand(256, 256); print(float((a @ a).sum()))"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **_pins(), "MKL_VERBOSE": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    branches = {tok.split()[0] for tok in done.stdout.split("CNR:")[1:]}
+    assert branches == {"COMPATIBLE,STRICT"}, done.stdout[-2000:]
+
+
 def test_cli_builds_the_same_weights_whatever_the_parent_processes_instruction_sets(tmp_path):
     """``build-starter`` re-runs itself with the instruction sets pinned (AVX2 on x86-64), so
     parents configured for other kernels (AVX-512, MKL's automatic paths, more threads) build

@@ -1,4 +1,4 @@
-"""The starter ATTIQA model (v5): a working quality reward built offline on a fresh CPU machine.
+"""The starter ATTIQA model (v6): a working quality reward built offline on a fresh CPU machine.
 
 ``python -m attiqa build-starter [--out PATH] [--force] [--tiny] [--threads N] [--report [--report-crops N]]``
 
@@ -36,13 +36,18 @@ machines that is not enough: PyTorch, oneDNN and MKL each pick their kernels by 
 instruction set (AVX2, AVX-512, AMX), and kernels of different vector widths sum in different
 orders, so an AVX-512 machine and an AVX2 machine trained different starters from the same
 seed (the same README command gave default MOS 0.611 on one and 0.737 on another). On x86-64
-the build therefore runs in a child process whose environment pins all three to AVX2
-(:data:`PINNED_ISA_ENV`: ``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``; they are
-read once, when the libraries load, hence the child): every x86-64 machine with AVX2 (every
-one since 2013) builds the same weights. :func:`build_starter_pinned` is that child;
-:func:`ensure_starter` and ``python -m attiqa build-starter`` use it.
+the build therefore runs in a child process whose environment pins them
+(:data:`PINNED_ISA_ENV`: ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA`` to AVX2, MKL's
+``MKL_CBWR`` to its ``COMPATIBLE`` branch in strict mode; they are read once, when the libraries
+load, hence the child): every x86-64 machine with AVX2 (every one since 2013), Intel or AMD,
+builds the same weights. MKL honours a named branch such as ``AVX2`` on Intel processors only:
+on an AMD processor it silently runs its automatic branch instead (``MKL_VERBOSE`` then reports
+``CNR:AUTO``), whose kernels follow the CPU, so v5's ``AVX2`` pin gave AMD machines starters of
+their own; ``COMPATIBLE`` is the one branch MKL runs alike on every vendor (v6).
+:func:`build_starter_pinned` is that child; :func:`ensure_starter` and ``python -m attiqa
+build-starter`` use it.
 
-The cached model lives at ``<cache>/attiqa/starter-v5.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
+The cached model lives at ``<cache>/attiqa/starter-v6.pt`` (``<cache>`` = ``$RLISP_CACHE`` or
 ``~/.cache/rl-isp``); :func:`ensure_starter` builds it on first use. Its metadata says
 ``starter: True`` and "starter model, not the paper's weights".
 """
@@ -70,10 +75,12 @@ from attiqa.utils.files import file_lock
 __all__ = ["build_starter", "build_starter_pinned", "ensure_starter", "starter_path", "StarterConfig", "fixed_threads",
            "PINNED_ISA_ENV", "isa_pinned", "run_pinned_child"]
 
-PINNED_ISA_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2,STRICT",
+PINNED_ISA_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE,STRICT",
                   "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-"""The environment of a pinned build (x86-64): PyTorch's own kernels, oneDNN's convolutions and
-MKL's BLAS all at AVX2, MKL in its strict reproducible mode, one OpenMP thread."""
+"""The environment of a pinned build (x86-64): PyTorch's own kernels and oneDNN's convolutions at
+AVX2, MKL's BLAS on its ``COMPATIBLE`` branch (SSE2 without approximate reciprocals: the only
+branch MKL runs on non-Intel processors too; a named branch such as ``AVX2`` falls back to the
+CPU's automatic one there) in strict reproducible mode, one OpenMP thread."""
 
 
 def _pins() -> dict[str, str]:

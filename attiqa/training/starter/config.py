@@ -9,8 +9,9 @@ from attiqa.utils.files import cache_root
 __all__ = ["STARTER_VERSION", "STARTER_DESCRIPTION", "BUILD_PHOTOS", "HOLDOUT_PHOTOS", "PHOTO_LICENSES",
            "StarterConfig", "starter_path"]
 
-STARTER_VERSION = 5
-"""Bumped whenever the recipe changes, so a cached starter of an older recipe is never reused."""
+STARTER_VERSION = 6
+"""Bumped whenever the recipe or the arithmetic it runs on changes, so a cached starter of an older
+recipe is never reused (6: MKL pinned to its ``COMPATIBLE`` branch, which AMD processors run too)."""
 
 STARTER_DESCRIPTION = ("starter model, not the paper's weights: EfficientNet-Lite0 (ImageNet) whose attribute heads "
                        "follow the analytic teacher and whose MOS (in (0, 1)) ranks renderings of packaged photos by "
