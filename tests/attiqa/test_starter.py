@@ -239,10 +239,10 @@ def test_pinned_build_environment_runs_mkl_on_the_branch_every_x86_vendor_runs()
 
 
 def test_cli_builds_the_same_weights_whatever_the_parent_processes_instruction_sets(tmp_path):
-    """``build-starter`` re-runs itself with the instruction sets pinned (AVX2 on x86-64), so
-    parents configured for other kernels (AVX-512, MKL's automatic paths, more threads) build
-    identical weights, and each checkpoint records the environment it was built in;
-    ``--unpinned`` builds in the parent's own environment."""
+    """``build-starter`` re-runs itself with the instruction sets pinned (AVX2 kernels, MKL's
+    ``COMPATIBLE`` branch on x86-64), so parents configured for other kernels (AVX-512, MKL's
+    automatic paths, more threads) build identical weights, and each checkpoint records the
+    environment it was built in; ``--unpinned`` builds in the parent's own environment."""
     from attiqa.training.starter.build import PINNED_ISA_ENV, _pins
 
     parents = [{"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "OMP_NUM_THREADS": "2"},
