@@ -73,6 +73,9 @@ class EnvConfig:
         hist_bins: bins of the observation's luma histogram (0 = none).
         detail_crop: side of the 1:1 window of the full-resolution RAW scored beside each view
             (0 = none). detail_halo: its margin. detail_weight: its share of the score.
+        detail_observation: the observation also carries the reward model's five attribute
+            scores of the rendered 1:1 window (where noise and sharpening show), not only the
+            view's (zeros where a RAW has no window).
         penalties: the weights of the reward's potential (:class:`Penalties`).
     """
 
@@ -90,6 +93,7 @@ class EnvConfig:
     detail_crop: int = 0
     detail_halo: int = 16
     detail_weight: float = 0.0
+    detail_observation: bool = False
     penalties: Penalties = field(default_factory=Penalties)
 
     def __post_init__(self) -> None:
@@ -143,7 +147,8 @@ class EnvConfig:
         pen = {k: d.pop(k) for k in _PENALTY_KEYS if k in d}
         pen = Penalties(**{k: None if v is None and k == "detail_penalty" else float(v) for k, v in pen.items()})
         types = {"horizon": int, "step_size": float, "preview_side": int, "crops_per_image": int, "thumb_size": int,
-                 "hist_bins": int, "detail_crop": int, "detail_halo": int, "detail_weight": float, "allow_stop": bool, "flip": bool}
+                 "hist_bins": int, "detail_crop": int, "detail_halo": int, "detail_weight": float, "allow_stop": bool, "flip": bool,
+                 "detail_observation": bool}
         values = {k: (types[k](v) if k in types and v is not None else v) for k, v in d.items()}
         if values.get("horizon") is None:
             values.pop("horizon", None)
@@ -169,7 +174,8 @@ class EnvConfig:
 
     def core_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`envs.core.TuningCore` (besides images, reward, device)."""
-        return dict(thumb_size=self.thumb_size, hist_bins=self.hist_bins, detail_weight=self.detail_weight)
+        return dict(thumb_size=self.thumb_size, hist_bins=self.hist_bins, detail_weight=self.detail_weight,
+                    detail_observation=self.detail_observation)
 
 
 def advance(config: EnvConfig, unit: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -420,6 +420,8 @@ class StepResult:
         images: ``(B, 3, H, W)`` renders (only when requested), else ``None``.
         cast: ``(B,)`` :func:`colour_cast` of the render.
         hist: ``(B, bins)`` :func:`luma_histogram` of the render (``(B, 0)`` without bins).
+        detail_attributes: ``(B, 5)`` attribute scores of the rendered 1:1 detail windows when the
+            core observes them (``TuningCore.detail_observation``; zeros without a window), else ``None``.
     """
 
     score: np.ndarray
@@ -430,6 +432,7 @@ class StepResult:
     images: np.ndarray | None = None
     cast: np.ndarray | None = None
     hist: np.ndarray | None = None
+    detail_attributes: np.ndarray | None = None
 
     def row(self, i: int) -> "StepResult":
         """The ``i``-th entry as a batch of one."""
@@ -442,6 +445,7 @@ class StepResult:
             None if self.images is None else self.images[i : i + 1],
             None if self.cast is None else self.cast[i : i + 1],
             None if self.hist is None else self.hist[i : i + 1],
+            None if self.detail_attributes is None else self.detail_attributes[i : i + 1],
         )
 
 
@@ -456,6 +460,8 @@ class TuningCore:
         hist_bins: bins of the observation's luma histogram (0 = none).
         detail_weight: weight of the reward model's score of the 1:1 detail windows
             (:attr:`ImageSet.details`) in the score; the view's score gets ``1 - detail_weight``.
+        detail_observation: :meth:`evaluate` also returns the windows' attribute scores
+            (``StepResult.detail_attributes``; zeros when there is no detail term).
         device: torch device for the ISP and the reward model.
     """
 
@@ -468,6 +474,7 @@ class TuningCore:
         thumb_size: int = 16,
         hist_bins: int = 0,
         detail_weight: float = 0.0,
+        detail_observation: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
         import isp
@@ -487,6 +494,7 @@ class TuningCore:
         self.detail_weight = float(detail_weight) if images.details else 0.0
         if not 0.0 <= self.detail_weight <= 1.0:
             raise ValueError(f"detail_weight must lie in [0, 1], got {detail_weight}")
+        self.detail_observation = bool(detail_observation)
         self.num_params = int(isp.NUM_PARAMS)
         self._neutral: dict[int, StepResult] = {}
         self.reward_evals = 0  # images scored so far (one per image per forward)
@@ -533,13 +541,20 @@ class TuningCore:
             ``(RewardOutput, view renders)``: score and normalised score mix the view's and the
             detail windows' by ``detail_weight``; attributes are the view's.
         """
+        out, imgs, _ = self._score(idx, unit, batch, detail_batch)
+        return out, imgs
+
+    def _score(self, idx, unit, batch=None, detail_batch=None):
+        """:meth:`score` plus the detail windows' attribute scores (``None`` without a detail term)."""
         imgs = self.render(idx, unit, batch=batch)
         out = self.reward(imgs)
+        detail_attributes = None
         if self.detail_weight:
             d = self.reward(self.render_detail(idx, unit, batch=detail_batch))
             w = self.detail_weight
             out = type(out)((1 - w) * out.score + w * d.score, (1 - w) * out.normalized + w * d.normalized, out.attributes)
-        return out, imgs
+            detail_attributes = d.attributes
+        return out, imgs, detail_attributes
 
     @torch.no_grad()
     def evaluate(self, idx: Sequence[int], unit: np.ndarray | torch.Tensor, keep_images: bool = False) -> StepResult:
@@ -551,8 +566,14 @@ class TuningCore:
             keep_images: also return the renders.
         """
         unit_t = torch.as_tensor(np.asarray(unit, dtype=np.float32), device=self.device)
-        out, imgs = self.score(idx, unit_t)
+        out, imgs, detail_attr = self._score(idx, unit_t)
         self.reward_evals += len(idx)
+        if not self.detail_observation:
+            detail_attr = None
+        elif detail_attr is None:
+            detail_attr = np.zeros((len(idx), out.attributes.shape[1]), np.float32)
+        else:
+            detail_attr = detail_attr.float().cpu().numpy()
         return StepResult(
             score=out.score.float().cpu().numpy(),
             normalized=out.normalized.float().cpu().numpy(),
@@ -562,6 +583,7 @@ class TuningCore:
             images=imgs.float().cpu().numpy() if keep_images else None,
             cast=colour_cast(imgs).float().cpu().numpy(),
             hist=luma_histogram(imgs, self.hist_bins).float().cpu().numpy() if self.hist_bins else np.zeros((len(idx), 0), np.float32),
+            detail_attributes=detail_attr,
         )
 
     def neutral(self, idx: Sequence[int]) -> list[StepResult]:

@@ -34,17 +34,18 @@ def observe(res: StepResult, unit: np.ndarray, t: int, horizon: int) -> np.ndarr
     """
     B = unit.shape[0]
     hist = res.hist if res.hist is not None else np.zeros((B, 0), np.float32)
+    detail = np.zeros((B, 0), np.float32) if res.detail_attributes is None else np.clip(res.detail_attributes, -ATTR_BOUND, ATTR_BOUND)
     return np.concatenate(
-        [res.thumb.reshape(B, -1), hist.reshape(B, -1), np.clip(res.attributes, -ATTR_BOUND, ATTR_BOUND), unit,
+        [res.thumb.reshape(B, -1), hist.reshape(B, -1), np.clip(res.attributes, -ATTR_BOUND, ATTR_BOUND), detail, unit,
          np.full((B, 1), t / horizon)], axis=1,
     ).astype(np.float32)
 
 
-def observation_bounds(thumb_size: int, hist_bins: int, num_params: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` of :func:`observe`'s output."""
-    t, h, P = int(thumb_size), int(hist_bins), int(num_params)
-    low = np.concatenate([np.zeros(3 * t * t + h), np.full(5, -ATTR_BOUND), -np.ones(P), [0.0]]).astype(np.float32)
-    high = np.concatenate([np.ones(3 * t * t + h), np.full(5, ATTR_BOUND), np.ones(P), [1.0]]).astype(np.float32)
+def observation_bounds(thumb_size: int, hist_bins: int, num_params: int, detail_attributes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` of :func:`observe`'s output (``detail_attributes``: with the detail windows' five scores)."""
+    t, h, P, a = int(thumb_size), int(hist_bins), int(num_params), 10 if detail_attributes else 5
+    low = np.concatenate([np.zeros(3 * t * t + h), np.full(a, -ATTR_BOUND), -np.ones(P), [0.0]]).astype(np.float32)
+    high = np.concatenate([np.ones(3 * t * t + h), np.full(a, ATTR_BOUND), np.ones(P), [1.0]]).astype(np.float32)
     return low, high
 
 
@@ -82,14 +83,16 @@ class IspTuningEnv(gym.Env):
 
     ## Observation Space
 
-    `Box(float32)` of size `3 t^2 + h + 5 + P + 1` (`t = thumb_size`, `h = hist_bins`), built by
-    `envs.isp_tuning.observe` (the same function serves the vectorised env and the predictor):
+    `Box(float32)` of size `3 t^2 + h + 5 + d + P + 1` (`t = thumb_size`, `h = hist_bins`, `d = 5`
+    with `detail_observation`, else 0), built by `envs.isp_tuning.observe` (the same function
+    serves the vectorised env and the predictor):
 
     | Slice                     | Observation                                                        | Min  | Max |
     |---------------------------|--------------------------------------------------------------------|------|-----|
     | `[0, 3t^2)`               | thumbnail of the current rendering, RGB in `[0, 1]`, channel-major  | 0    | 1   |
     | next `h`                  | luma histogram of the current rendering (fraction per bin)         | 0    | 1   |
     | next 5                    | the reward model's five attribute scores of the current rendering  | -100 | 100 |
+    | next `d`                  | the same five scores of the rendered 1:1 detail window             | -100 | 100 |
     | next `P`                  | current ISP parameters in the unit box                             | -1   | 1   |
     | last                      | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
 
@@ -188,7 +191,8 @@ class IspTuningEnv(gym.Env):
         P = core.num_params
         self.num_params = P
         self.action_space = spaces.Box(-1.0, 1.0, shape=(P + int(self.allow_stop),), dtype=np.float32)
-        self.observation_space = spaces.Box(*observation_bounds(core.thumb_size, core.hist_bins, P), dtype=np.float32)
+        self.observation_space = spaces.Box(*observation_bounds(core.thumb_size, core.hist_bins, P, core.detail_observation),
+                                            dtype=np.float32)
 
         self._image = 0
         self._unit = np.zeros(P, np.float32)
@@ -320,7 +324,7 @@ def _array_state(a: np.ndarray) -> dict[str, Any]:
     return {"dtype": str(a.dtype), "shape": list(a.shape), "data": a.ravel().tolist()}
 
 
-_RESULT_FIELDS = ("score", "normalized", "attributes", "thumb", "clipped", "cast", "hist")
+_RESULT_FIELDS = ("score", "normalized", "attributes", "thumb", "clipped", "cast", "hist", "detail_attributes")
 
 
 def result_state(res: StepResult | None) -> dict[str, Any] | None:

@@ -82,6 +82,41 @@ def test_detail_term_mixes_the_scores(sample_root):
     np.testing.assert_allclose(a.attributes, b.attributes, atol=1e-6)  # observations come from the view
 
 
+def test_detail_observation_carries_the_rendered_windows_attributes(sample_root):
+    """With ``detail_observation`` the observation gains the reward model's five attribute scores
+    of the rendered 1:1 window (where noise shows), after the view's; the rest is unchanged, the
+    env's observation space holds it, and a core without windows observes zeros there."""
+    from envs import IspTuningEnv
+    from envs.config import EnvConfig
+    from envs.isp_tuning import observe
+
+    cfg = EnvConfig.from_dict({"crop": [64, 64], "preview_side": 128, "crop_mode": "whole", "thumb_size": 4, "hist_bins": 8,
+                               "detail_crop": 32, "detail_halo": 8, "detail_weight": 0.5, "detail_observation": True})
+    assert EnvConfig.from_dict(cfg.to_dict()) == cfg and cfg.core_kwargs()["detail_observation"] is True
+    images = load_image_set(sample_root, "test", **{**cfg.image_kwargs(), "flip": False}, limit=3)
+    reward = create_reward("analytic")
+    seen = TuningCore(images, reward, **cfg.core_kwargs())
+    plain = TuningCore(images, reward, **{**cfg.core_kwargs(), "detail_observation": False})
+    idx = list(range(len(images)))
+    unit = (np.random.default_rng(3).uniform(-0.8, 0.8, (len(idx), isp.NUM_PARAMS))).astype(np.float32)
+    a, b = seen.evaluate(idx, unit), plain.evaluate(idx, unit)
+    assert b.detail_attributes is None
+    with torch.no_grad():
+        d = reward(seen.render_detail(idx, torch.as_tensor(unit))).attributes.numpy()
+    np.testing.assert_allclose(a.detail_attributes, d, atol=1e-6)
+    assert np.abs(d - a.attributes).max() > 1e-3  # the window's scores are not the view's
+    obs_a, obs_b = observe(a, unit, 0, 1), observe(b, unit, 0, 1)
+    k = 3 * 4 * 4 + 8 + 5  # thumbnail, histogram, the view's attributes
+    assert obs_a.shape[1] == obs_b.shape[1] + 5
+    np.testing.assert_allclose(obs_a[:, k : k + 5], d, atol=1e-6)
+    np.testing.assert_array_equal(np.delete(obs_a, np.s_[k : k + 5], axis=1), obs_b)
+    env = IspTuningEnv(cfg, core=seen)
+    obs, _ = env.reset(options={"image_index": 1})
+    assert env.observation_space.contains(obs) and obs.shape == (obs_a.shape[1],)
+    no_windows = TuningCore(ImageSet(images.raws, images.ids, images.crop), reward, **cfg.core_kwargs())
+    np.testing.assert_array_equal(no_windows.evaluate(idx, unit).detail_attributes, np.zeros((len(idx), 5), np.float32))
+
+
 def test_observation_tells_an_under_from_an_over_exposed_capture(tmp_path):
     """The same scene under- and over-exposed: the agent's observation of the neutral rendering differs."""
     from envs.isp_tuning import observe
