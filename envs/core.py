@@ -140,7 +140,7 @@ def whole_view(raw, shape: tuple[int, int]):
     return raw.replace(mosaic=np.ascontiguousarray(mosaic.numpy(), dtype=np.float32))
 
 
-def detail_window(raw, size: int, halo: int, rng=None):
+def detail_window(raw, size: int, halo: int, rng=None, *, fit: bool = False):
     """A ``size`` x ``size`` window of a full-resolution RAW plus ``halo`` pixels on every side.
 
     Rendering the window and cutting ``halo`` pixels off each side gives the same pixels as
@@ -152,6 +152,9 @@ def detail_window(raw, size: int, halo: int, rng=None):
         raw: the full-resolution ``isp.RawImage``.
         size: window side (even). halo: margin (even).
         rng: ``numpy.random.Generator`` for a random position; ``None`` = the center.
+        fit: a RAW smaller than the window with its halo gets the largest window that fits
+            (same halo) instead of the error; one with no room for 8 px inside the halo still
+            raises.
 
     Returns:
         ``(window RawImage of side size + 2 * halo, top, left)`` where ``top, left`` locate the
@@ -162,6 +165,8 @@ def detail_window(raw, size: int, halo: int, rng=None):
     """
     size, halo = int(size) // 2 * 2, int(halo) // 2 * 2
     H, W = raw.mosaic.shape
+    if fit and min(H, W) < size + 2 * halo and (min(H, W) - 2 * halo) // 2 * 2 >= 8:
+        size = (min(H, W) - 2 * halo) // 2 * 2
     full = size + 2 * halo
     if H < full or W < full:
         raise ValueError(f"RAW {getattr(raw, 'path', '') or ''} is {H}x{W}, smaller than the detail window {full}x{full} "

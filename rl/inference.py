@@ -264,11 +264,13 @@ class AgentParamsPredictor:
             env = self.env
             images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop)
             kwargs = env.core_kwargs()
-            side = env.detail_crop + 2 * (env.detail_halo // 2 * 2)
-            if env.detail_crop and env.detail_weight and min(raw.mosaic.shape) >= side:
-                # the same 1:1 window the held-out evaluation scores (the center)
-                images.details, images.detail_halo = [detail_window(raw, env.detail_crop, env.detail_halo)[0]], env.detail_halo // 2 * 2
-            else:  # no detail term (off, or a RAW smaller than the window): the choice does not depend on it anyway
+            halo = env.detail_halo // 2 * 2
+            if env.detail_crop and env.detail_weight and min(raw.mosaic.shape) - 2 * halo >= 8:
+                # the same 1:1 window the held-out evaluation scores (the center); a RAW smaller
+                # than it gets the largest centred window that fits, so that an agent observing
+                # the window's scores (env.detail_observation) sees an image's, not zeros
+                images.details, images.detail_halo = [detail_window(raw, env.detail_crop, halo, fit=True)[0]], halo
+            else:  # no detail term, or no room for a window: the window's scores in the observation are zeros
                 kwargs["detail_weight"] = 0.0
             core = TuningCore(images, self.reward, **kwargs, device=self.device)
             unit, _ = self.predict_unit(core, [0])

@@ -44,6 +44,17 @@ def test_detail_window_too_large_is_one_clear_error(raw):
         detail_window(raw, max(raw.mosaic.shape), 16)
 
 
+def test_detail_window_fit_takes_the_largest_centred_window_a_small_raw_holds(raw):
+    small = raw.replace(mosaic=np.ascontiguousarray(raw.mosaic[:70, :90]))
+    win, top, left = detail_window(small, 48, 16, fit=True)
+    assert win.mosaic.shape == (70, 70) and (top, left) == (16, 26)  # 38 px inside the 16 px halo, centred
+    np.testing.assert_array_equal(win.mosaic, small.mosaic[:70, 10:80])
+    big, _, _ = detail_window(raw, 48, 16, fit=True)  # a RAW that holds the window is cut as without fit
+    np.testing.assert_array_equal(big.mosaic, detail_window(raw, 48, 16)[0].mosaic)
+    with pytest.raises(ValueError, match="smaller than the detail window"):  # no room for 8 px inside the halo
+        detail_window(raw.replace(mosaic=np.ascontiguousarray(raw.mosaic[:38, :90])), 48, 16, fit=True)
+
+
 def test_whole_view_keeps_the_scene_and_the_cfa_phase(raw):
     """The whole view renders like a downscaled full render: same layout, same colours."""
     view = whole_view(raw.preview(256), (96, 128))

@@ -162,6 +162,34 @@ def test_predictor_reproduces_eval_params(smoke_run, sample_root):
         np.testing.assert_allclose(params[k].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def test_predictor_observes_a_window_of_a_raw_smaller_than_the_detail_window(smoke_run, sample_root, monkeypatch):
+    """The smoke agent observes its detail window's scores; a tiny RAW gets the window that fits, not zeros."""
+    import isp
+    from envs import core as env_core
+    from isp import fivek
+
+    from rl.inference import AgentParamsPredictor
+
+    run_dir, _ = smoke_run
+    predictor = AgentParamsPredictor.load(run_dir)
+    assert predictor.env.detail_observation and predictor.env.detail_crop + 2 * predictor.env.detail_halo == 32
+    seen = []
+    real_evaluate = env_core.TuningCore.evaluate
+
+    def spy(self, idx, unit, keep_images=False):
+        res = real_evaluate(self, idx, unit, keep_images)
+        seen.append((self.images.details[0].mosaic.shape if self.images.details else None, res.detail_attributes))
+        return res
+
+    monkeypatch.setattr(env_core.TuningCore, "evaluate", spy)
+    raw = fivek.cached_preview(fivek.load_split(sample_root)["test"][0].dng, 128)
+    tiny = raw.replace(mosaic=np.ascontiguousarray(raw.mosaic[:28, :40]))  # 12 px inside the 8 px halo
+    params = predictor.predict([tiny])
+    isp.validate_params(params)
+    assert seen and all(shape == (28, 28) for shape, _ in seen)
+    assert all(np.abs(attrs).max() > 0 for _, attrs in seen)
+
+
 def test_predictor_rejects_foreign_weights(smoke_run, tmp_path):
     import shutil
     import zipfile
