@@ -27,10 +27,27 @@ from attiqa.modeling.quality import QualityModel
 from attiqa.utils.files import atomic_torch_save, load_tensor_file
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "load_any", "load_state_strict", "load_attiqa_model",
-           "pretrained_meta", "quality_checkpoint_meta", "save_quality_checkpoint"]
+           "pretrained_meta", "quality_checkpoint_meta", "save_quality_checkpoint", "weights_fingerprint"]
 
 FORMAT = "attiqa-checkpoint"
 VERSION = 1
+
+
+def weights_fingerprint(state_dict: dict) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes, in name order (hex).
+
+    Two checkpoints with equal fingerprints hold bitwise-equal weights, whatever the file's
+    container or metadata; the starter records its own (``meta["weights_sha256"]``) so that
+    builds on two machines can be compared without moving the files.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes, any dtype (bfloat16 too)
+    return h.hexdigest()
 
 
 def save_checkpoint(path, state_dict: dict, meta: dict, **extra) -> Path:

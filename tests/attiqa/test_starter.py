@@ -167,6 +167,32 @@ def test_tiny_build_is_bitwise_deterministic_and_restores_threads(tmp_path):
     assert a["meta"]["holdout_report"] == b["meta"]["holdout_report"]
     assert a["meta"]["starter_version"] == STARTER_VERSION and a["meta"]["torch_threads"] == 1
     assert set(a["meta"]["holdout_report"]["mos"]) == set(DIRECTIONS)
+    assert a["meta"]["versions"]["torch"] == torch.__version__
+
+
+def test_weights_fingerprint_tells_bitwise_equal_weights_from_others(tmp_path):
+    """The recorded fingerprint is the weights' own, and one ulp anywhere changes it."""
+    import hashlib
+
+    from attiqa.modeling.checkpoint import weights_fingerprint
+    from attiqa.training.starter.build import build_starter
+
+    path = tmp_path / "s.pt"
+    build_starter(path, StarterConfig.tiny(), progress=False)
+    ckpt = torch.load(path, weights_only=True)
+    state = ckpt["state_dict"]
+    assert ckpt["meta"]["weights_sha256"] == weights_fingerprint(state)
+    # an independent reference: hashlib over the same fields, written out plainly
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes())
+    assert weights_fingerprint(state) == h.hexdigest()
+    assert weights_fingerprint(dict(reversed(list(state.items())))) == h.hexdigest()  # order of the dict does not matter
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel())
+    nudged = dict(state, **{name: state[name].clone()})
+    nudged[name].view(-1)[0] = torch.nextafter(nudged[name].view(-1)[0], torch.tensor(float("inf")))
+    assert weights_fingerprint(nudged) != h.hexdigest()
 
 
 def _cli_build(out, *flags, parent_env=None):

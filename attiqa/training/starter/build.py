@@ -64,7 +64,7 @@ from pathlib import Path
 
 import torch
 
-from attiqa.modeling.checkpoint import save_quality_checkpoint
+from attiqa.modeling.checkpoint import save_quality_checkpoint, weights_fingerprint
 from attiqa.training.starter.config import (PHOTO_LICENSES, STARTER_DESCRIPTION, STARTER_VERSION, StarterConfig,
                                             starter_path)
 from attiqa.training.starter.photos import starter_photos
@@ -154,6 +154,24 @@ def build_starter(path, config: StarterConfig | None = None, progress: bool = Tr
         return _build(Path(path), config, progress)
 
 
+STARTER_LIBRARIES = ("torch", "numpy", "PIL", "skimage", "sklearn", "matplotlib")
+"""What the starter's weights depend on besides the recipe: the arithmetic (torch, numpy) and the
+packages the build photos come from and are decoded by."""
+
+
+def library_versions() -> dict[str, str]:
+    """``{name: version}`` of :data:`STARTER_LIBRARIES` (``"missing"`` where one does not import)."""
+    import importlib
+
+    out = {}
+    for name in STARTER_LIBRARIES:
+        try:
+            out[name] = str(importlib.import_module(name).__version__)
+        except ImportError:
+            out[name] = "missing"
+    return out
+
+
 def _build(path: Path, config: StarterConfig, progress: bool) -> Path:
     t0, c0 = time.perf_counter(), time.process_time()
     torch.manual_seed(config.seed)
@@ -174,6 +192,7 @@ def _build(path: Path, config: StarterConfig, progress: bool) -> Path:
              "photo_licenses": {p: PHOTO_LICENSES.get(p, "") for p in (*config.photos, *config.holdout)},
              "build_seconds": build_s, "build_cpu_seconds": build_cpu, "torch_threads": config.threads,
              "isa_env": {k: os.environ.get(k) for k in PINNED_ISA_ENV}, "machine": platform.machine(),
+             "versions": library_versions(), "weights_sha256": weights_fingerprint(qmodel.state_dict()),
              "stage_seconds": {"ranking": t_rank, "mos_head": t_mos, "report": build_s - t_rank - t_mos},
              "stage_cpu_seconds": {"ranking": c_rank, "mos_head": c_mos, "report": build_cpu - c_rank - c_mos},
              "ranking_info": plain(rank_info), "joint_info": plain(joint_info),
@@ -182,7 +201,8 @@ def _build(path: Path, config: StarterConfig, progress: bool) -> Path:
     description = STARTER_DESCRIPTION if config.pretrained else \
         "starter model, not the paper's weights (tiny test configuration, random backbone weights)"
     save_quality_checkpoint(path, qmodel, starter=True, description=description, extra=extra)
-    say(f"saved {path} in {build_s:.0f} s (CPU time {build_cpu:.0f} s on {config.threads} threads)")
+    say(f"saved {path} in {build_s:.0f} s (CPU time {build_cpu:.0f} s on {config.threads} threads); weights "
+        f"sha256 {extra['weights_sha256'][:16]} (torch {extra['versions']['torch']})")
     if progress:
         print(format_report(report), file=sys.stderr)
     return path
