@@ -47,6 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: from the hyperparameter file)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the agent, the envs and random search")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--policy-device", default=None,
+                   help="device of the agent's networks and their updates (default: --device); e.g. cpu beside "
+                   "--device cuda keeps the small MLPs, whose updates are launch-bound on a GPU, on the CPU while the "
+                   "ISP and the reward run on the GPU")
     p.add_argument("--run-dir", default=None, help="output folder (default: runs/<timestamp>-<algo>-<reward>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir where it stopped")
     p.add_argument("--n-envs", type=int, default=None, help="vectorised environments (default: from the hyperparameter file)")
@@ -86,6 +90,7 @@ def resolve_config(args) -> dict:
         attiqa_checkpoint=(str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else checkpoint) if checkpoint else None,  # or a Hub id
         seed=args.seed,
         device=args.device,
+        policy_device=args.policy_device,
     )
     return config
 
@@ -200,10 +205,12 @@ def run(argv=None) -> int:
         if checkpoint is None:
             print(f"no complete checkpoint in {run_dir}: starting the run over from timestep 0 with its saved config")
     device = resolve_device(config["device"])
+    policy_device = resolve_device(config.get("policy_device") or config["device"])
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     with open(run_dir / COMMAND_FILE, "a", encoding="utf-8") as f:
         f.write(command + "\n")
-    print(f"run folder: {run_dir}  (algo {config['algo']}, reward {config['reward']}, device {device})")
+    print(f"run folder: {run_dir}  (algo {config['algo']}, reward {config['reward']}, device {device}"
+          + (f", agent on {policy_device}" if policy_device != device else "") + ")")
 
     # 2. Reward model and environments (train split for training, test split for evaluation).
     # The registry builds the reward once (for attiqa without a checkpoint: the starter, built on first use).
@@ -229,7 +236,7 @@ def run(argv=None) -> int:
     atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
     # 3. Agent (restored when resuming) and training.
-    model = build_model(config["algo"], venv, config, int(config["seed"]), device, str(run_dir / "tb"))
+    model = build_model(config["algo"], venv, config, int(config["seed"]), policy_device, str(run_dir / "tb"))
     curve: list[dict] = []
     done_steps, pending = 0, None
     if checkpoint is not None:

@@ -215,11 +215,16 @@ def test_bad_data_root_fails_cleanly(tmp_path, tiny_attiqa_checkpoint):
 
 
 def test_ppo_short_run(sample_root, tmp_path):
+    """A PPO run, with the agent's networks on a device of their own (``cpu:0`` here: the flag's plumbing; on a
+    GPU machine ``--device cuda --policy-device cpu``)."""
     proc = run_script(
-        "--reward", "analytic", "--algo", "ppo", "--total-timesteps", 256, "--data", sample_root,
-        "--run-dir", tmp_path / "ppo", "--threads", 1, *FAST, "algo_kwargs.n_steps=32", "algo_kwargs.batch_size=64",
+        "--reward", "analytic", "--algo", "ppo", "--total-timesteps", 256, "--data", sample_root, "--device", "cpu",
+        "--policy-device", "cpu:0", "--run-dir", tmp_path / "ppo", "--threads", 1, *FAST, "algo_kwargs.n_steps=32",
+        "algo_kwargs.batch_size=64",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "device cpu, agent on cpu:0)" in proc.stdout
+    assert load_yaml(tmp_path / "ppo" / "config.yaml")["policy_device"] == "cpu:0"
     ev = json.loads((tmp_path / "ppo" / "eval.json").read_text())
     assert ev["agent"]["reward_evals"] == 2  # the observation's render + the fallback check
 
@@ -257,7 +262,7 @@ def test_parse_overrides():
 def test_help_lists_flags():
     proc = run_script("--help", timeout=120)
     assert proc.returncode == 0
-    for flag in ("--reward", "--algo", "--data", "--attiqa-checkpoint", "--total-timesteps", "--seed", "--device", "--run-dir", "--resume", "--n-envs"):
+    for flag in ("--reward", "--algo", "--data", "--attiqa-checkpoint", "--total-timesteps", "--seed", "--device", "--policy-device", "--run-dir", "--resume", "--n-envs"):
         assert flag in proc.stdout
 
 
