@@ -8,6 +8,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -264,12 +265,15 @@ class AgentParamsPredictor:
             env = self.env
             images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop)
             kwargs = env.core_kwargs()
-            halo = env.detail_halo // 2 * 2
-            if env.detail_crop and env.detail_weight and min(raw.mosaic.shape) - 2 * halo >= 8:
+            window = None
+            if env.detail_crop and env.detail_weight:
                 # the same 1:1 window the held-out evaluation scores (the center); a RAW smaller
                 # than it gets the largest centred window that fits, so that an agent observing
                 # the window's scores (env.detail_observation) sees an image's, not zeros
-                images.details, images.detail_halo = [detail_window(raw, env.detail_crop, halo, fit=True)[0]], halo
+                with contextlib.suppress(ValueError):  # no room for a window inside the halo
+                    window = detail_window(raw, env.detail_crop, env.detail_halo, fit=True)[0]
+            if window is not None:
+                images.details, images.detail_halo = [window], env.detail_halo // 2 * 2
             else:  # no detail term, or no room for a window: the window's scores in the observation are zeros
                 kwargs["detail_weight"] = 0.0
             core = TuningCore(images, self.reward, **kwargs, device=self.device)
