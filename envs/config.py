@@ -76,6 +76,12 @@ class EnvConfig:
         detail_observation: the observation also carries the reward model's five attribute
             scores of the rendered 1:1 window (where noise and sharpening show), not only the
             view's (zeros where a RAW has no window).
+        auto_denoise: the detail controls start from (and the trust region is centred on) the
+            denoising strengths that each RAW's measured noise calls for
+            (:func:`isp.noise.denoise_strengths`) instead of zero: the agent's action is an offset
+            from that base (:attr:`envs.core.ImageSet.bases`).
+        auto_exposure: the base is also brightened until each RAW's highlights reach white
+            (:func:`isp.exposure.highlight_exposure`; never darkened).
         penalties: the weights of the reward's potential (:class:`Penalties`).
     """
 
@@ -94,6 +100,8 @@ class EnvConfig:
     detail_halo: int = 16
     detail_weight: float = 0.0
     detail_observation: bool = False
+    auto_denoise: bool = False
+    auto_exposure: bool = False
     penalties: Penalties = field(default_factory=Penalties)
 
     def __post_init__(self) -> None:
@@ -148,7 +156,7 @@ class EnvConfig:
         pen = Penalties(**{k: None if v is None and k == "detail_penalty" else float(v) for k, v in pen.items()})
         types = {"horizon": int, "step_size": float, "preview_side": int, "crops_per_image": int, "thumb_size": int,
                  "hist_bins": int, "detail_crop": int, "detail_halo": int, "detail_weight": float, "allow_stop": bool, "flip": bool,
-                 "detail_observation": bool}
+                 "detail_observation": bool, "auto_denoise": bool, "auto_exposure": bool}
         values = {k: (types[k](v) if k in types and v is not None else v) for k, v in d.items()}
         if values.get("horizon") is None:
             values.pop("horizon", None)
@@ -170,7 +178,8 @@ class EnvConfig:
     def image_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`envs.core.load_image_set` for the training views."""
         return dict(preview_side=self.preview_side, crop=self.crop, crop_mode=self.crop_mode, crops_per_image=self.crops_per_image,
-                    flip=self.flip, detail_crop=self.detail_crop, detail_halo=self.detail_halo)
+                    flip=self.flip, detail_crop=self.detail_crop, detail_halo=self.detail_halo, auto_denoise=self.auto_denoise,
+                    auto_exposure=self.auto_exposure)
 
     def core_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`envs.core.TuningCore` (besides images, reward, device)."""

@@ -60,6 +60,9 @@ class ImageSet:
             ``detail_halo`` extra pixels on every side (:func:`detail_window`), where denoising
             and sharpening are judged at the scale they act on (``None``: no detail term).
         detail_halo: the margin of every detail window, cut off after rendering.
+        bases: ``(N, P)`` float32 unit-box parameters each entry's renderings start from (the
+            agent's action, gradient ascent and the trust region are offsets from them;
+            :func:`base_unit`), or ``None`` for the camera's neutral parameters everywhere.
     """
 
     raws: list
@@ -70,6 +73,7 @@ class ImageSet:
     details: list | None = None
     detail_halo: int = 0
     skipped: list | None = None  # (RAW path, exception) of entries that could not be read
+    bases: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.raws)
@@ -224,6 +228,25 @@ def prepare_raw(raw, crop: tuple[int, int], preview_side: int, mode: str = "cent
     return make_view(lambda s: raw.preview(s) if max(raw.mosaic.shape) > s else raw, crop, preview_side, mode)
 
 
+def base_unit(raw, auto_denoise: bool = True, auto_exposure: bool = False) -> np.ndarray:
+    """The unit-box parameters a RAW's renderings start from: the camera's neutral rendering,
+    brightened until its highlights reach white when ``auto_exposure``
+    (:func:`isp.exposure.highlight_exposure`), with the denoising its measured noise calls for at
+    that exposure when ``auto_denoise`` (:func:`isp.noise.denoise_strengths` on the
+    full-resolution ``raw``). ``(P,)`` float32."""
+    import isp
+    from isp import exposure, noise
+
+    physical = isp.neutral_params().reshape(-1).clone()
+    ev = exposure.highlight_exposure(raw) if auto_exposure else 0.0
+    physical[isp.PARAM_INDEX["exposure"]] = ev
+    if auto_denoise:
+        luma, chroma = noise.denoise_strengths(raw, exposure_ev=ev)
+        physical[isp.PARAM_INDEX["denoise_luma"]] = luma
+        physical[isp.PARAM_INDEX["denoise_chroma"]] = chroma
+    return isp.params_to_unit(physical[None])[0].numpy().astype(np.float32)
+
+
 def load_image_set(
     root: str | Path,
     split: str = "train",
@@ -240,6 +263,8 @@ def load_image_set(
     detail_crop: int = 0,
     detail_halo: int = 16,
     expert_dir: str | Path | None = None,
+    auto_denoise: bool = False,
+    auto_exposure: bool = False,
 ) -> ImageSet:
     """Decodes (once, cached on disk by ``isp.fivek.cached_preview``) and crops one split.
 
@@ -261,6 +286,9 @@ def load_image_set(
             ``augment_seed``, the test split takes the center.
         detail_halo: margin of the detail windows (:func:`detail_window`).
         expert_dir: expert renderings of a plain RAW folder, paired by file (``isp.datasets.load_split``).
+        auto_denoise: measure each full-resolution RAW's noise and start its entries from the
+            denoising it calls for (:func:`base_unit`, :attr:`ImageSet.bases`).
+        auto_exposure: start its entries brightened until the highlights reach white (:func:`base_unit`).
     """
     import sys
 
@@ -274,26 +302,30 @@ def load_image_set(
         raise ValueError(f"the {split!r} split of {root} is empty")
     crop = tuple(int(c) for c in crop)
     rng = np.random.default_rng(augment_seed)
-    raws, ids, flips, sources, details = [], [], [], [], []
+    raws, ids, flips, sources, details, bases = [], [], [], [], [], []
     detail_rng = np.random.default_rng([augment_seed, 1]) if split == "train" else None
     skipped = []
     for e in entries:
         n_before = len(raws)
         try:
             _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng)
+            full = isp.read_raw(e.dng) if detail_crop or auto_denoise or auto_exposure else None
             if detail_crop:
-                win, _, _ = detail_window(isp.read_raw(e.dng), detail_crop, detail_halo, detail_rng)
+                win, _, _ = detail_window(full, detail_crop, detail_halo, detail_rng)
                 details += [win] * (len(raws) - n_before)
+            if auto_denoise or auto_exposure:
+                bases += [base_unit(full, auto_denoise, auto_exposure)] * (len(raws) - n_before)
         except (isp.RawError, OSError) as exc:  # a broken or unreadable file in a FiveK root (RAW folders skip them in load_split)
             from rlisp_common.exit_codes import describe
 
-            del raws[n_before:], ids[n_before:], flips[n_before:], sources[n_before:]
+            del raws[n_before:], ids[n_before:], flips[n_before:], sources[n_before:], details[n_before:], bases[n_before:]
             skipped.append((e.dng, exc))
             print(f"[envs] skipped unreadable RAW file {e.dng}: {describe(exc, e.dng)[1]}", file=sys.stderr)
     if not raws:
         raise ValueError(f"no usable RAW file in the {split!r} split of {root}")
     return ImageSet(raws=raws, ids=ids, crop=crop, flips=flips if any(flips) else None, sources=sources,
-                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0, skipped=skipped or None)
+                    details=details or None, detail_halo=int(detail_halo) // 2 * 2 if details else 0, skipped=skipped or None,
+                    bases=np.stack(bases) if bases else None)
 
 
 def _append_views(e, raws, ids, flips, sources, crop, preview_side, crop_mode, crops_per_image, flip, rng) -> None:
@@ -504,6 +536,27 @@ class TuningCore:
         self._neutral: dict[int, StepResult] = {}
         self.reward_evals = 0  # images scored so far (one per image per forward)
 
+    # -- the entries' starting parameters -------------------------------------------------------
+    def base(self, idx: Sequence[int]) -> np.ndarray:
+        """``(B, P)`` unit-box parameters the entries ``idx`` start from (:attr:`ImageSet.bases`; zeros without)."""
+        if self.images.bases is None:
+            return np.zeros((len(idx), self.num_params), np.float32)
+        return self.images.bases[[int(i) for i in idx]]
+
+    def absolute(self, idx: Sequence[int], unit):
+        """The unit-box parameters rendered for offsets ``unit (B, P)`` from the entries' bases,
+        clipped to the box (numpy in, numpy out; a tensor in, a tensor out, differentiable)."""
+        if self.images.bases is None:
+            return unit.clamp(-1.0, 1.0) if isinstance(unit, torch.Tensor) else np.clip(unit, -1.0, 1.0).astype(np.float32)
+        base = self.base(idx)
+        if isinstance(unit, torch.Tensor):
+            return (unit + torch.as_tensor(base, dtype=unit.dtype, device=unit.device)).clamp(-1.0, 1.0)
+        return np.clip(np.asarray(unit, np.float32) + base, -1.0, 1.0).astype(np.float32)
+
+    def offset(self, idx: Sequence[int], unit: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`absolute` inside the box: the offsets that render unit-box params ``unit``."""
+        return (np.asarray(unit, np.float32) - self.base(idx)).astype(np.float32)
+
     # -- rendering ------------------------------------------------------------------------
     def raw_batch(self, idx: Sequence[int]):
         """``isp.RawBatch`` of the images at ``idx``."""
@@ -512,11 +565,12 @@ class TuningCore:
     def render(self, idx: Sequence[int], unit: torch.Tensor, batch=None) -> torch.Tensor:
         """Renders images ``idx`` with unit-box params ``unit (B, P)`` -> ``(B, 3, H, W)`` in ``[0, 1]``.
 
-        Differentiable w.r.t. ``unit`` (used by gradient ascent). Entries marked in
+        Differentiable w.r.t. ``unit`` (used by gradient ascent); ``unit`` is an offset from the
+        entries' bases (:meth:`absolute`). Entries marked in
         ``images.flips`` come out mirrored left-right. ``batch``: ``raw_batch(idx)`` when the
         caller renders the same images repeatedly (made here otherwise).
         """
-        params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
+        params = self.isp_module.unit_to_params(self.absolute(idx, unit))
         imgs = self.pipeline(self.raw_batch(idx) if batch is None else batch, params, validate=False)
         flips = self.images.flip_mask(idx)
         if any(flips):
@@ -526,7 +580,7 @@ class TuningCore:
 
     def render_detail(self, idx: Sequence[int], unit: torch.Tensor, batch=None) -> torch.Tensor:
         """Renders the 1:1 detail windows of images ``idx`` (halo cut off), ``(B, 3, s, s)``."""
-        params = self.isp_module.unit_to_params(unit.clamp(-1.0, 1.0))
+        params = self.isp_module.unit_to_params(self.absolute(idx, unit))
         if batch is None:
             batch = self.isp_module.RawBatch.from_raws([self.images.details[int(i)] for i in idx], device=self.device)
         imgs = self.pipeline(batch, params, validate=False)
@@ -567,7 +621,8 @@ class TuningCore:
 
         Args:
             idx: ``(B,)`` image indices into :attr:`images`.
-            unit: ``(B, P)`` params in the unit box ``[-1, 1]`` (0 = neutral).
+            unit: ``(B, P)`` params in the unit box ``[-1, 1]``, offsets from the entries' bases
+                (:meth:`absolute`; 0 = the base, the camera's neutral parameters without bases).
             keep_images: also return the renders.
         """
         unit_t = torch.as_tensor(np.asarray(unit, dtype=np.float32), device=self.device)

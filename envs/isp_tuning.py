@@ -93,7 +93,7 @@ class IspTuningEnv(gym.Env):
     | next `h`                  | luma histogram of the current rendering (fraction per bin)         | 0    | 1   |
     | next 5                    | the reward model's five attribute scores of the current rendering  | -100 | 100 |
     | next `d`                  | the same five scores of the rendered 1:1 detail window             | -100 | 100 |
-    | next `P`                  | current ISP parameters in the unit box                             | -1   | 1   |
+    | next `P`                  | current ISP parameters in the unit box (the entry's base + offset)  | -1   | 1   |
     | last                      | elapsed fraction of the episode `t / horizon`                      | 0    | 1   |
 
     ## Rewards
@@ -251,7 +251,8 @@ class IspTuningEnv(gym.Env):
         return self._obs(), float(reward), bool(terminated), False, self._info(stopped=stopped)
 
     def _obs(self) -> np.ndarray:
-        return observe(self._last, self._unit[None], self._t, self.horizon)[0]
+        # the parameters as rendered (the base plus the offset), which tell the agent its base
+        return observe(self._last, self.core.absolute([self._image], self._unit[None]), self._t, self.horizon)[0]
 
     def _info(self, stopped: bool = False) -> dict[str, Any]:
         return {
@@ -277,7 +278,7 @@ class IspTuningEnv(gym.Env):
         import torch
 
         with torch.no_grad():
-            img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))
+            img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))  # base + offset
         return (img[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
     # -- exact resume ---------------------------------------------------------------------
@@ -315,7 +316,7 @@ class IspTuningEnv(gym.Env):
         """Current ISP parameters in physical units, ``(P,)``."""
         import torch
 
-        return self.core.isp_module.unit_to_params(torch.as_tensor(self._unit[None]))[0].numpy()
+        return self.core.isp_module.unit_to_params(torch.as_tensor(self.core.absolute([self._image], self._unit[None])))[0].numpy()
 
 
 def _array_state(a: np.ndarray) -> dict[str, Any]:

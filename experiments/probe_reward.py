@@ -29,6 +29,11 @@ view's log mean luminance and log R/B to the average of the *training* experts):
 prior made of global tone and colour statistics. A reward that does no better than this has not
 learned more about a scene than its histogram.
 
+With the main job's ``env.auto_denoise`` / ``env.auto_exposure`` the candidates and the baselines
+stay absolute unit-box parameters (``default`` is the camera's own rendering, the oracle its
+recorded correction), rendered through the offsets from each RAW's base (``TuningCore.offset``);
+gradient ascent starts from the base, as the agent does.
+
 The JSON (``--out``, written atomically) holds every number; the last line printed is
 ``probe: srocc=... oracle_margin=... ga_vs_default_dE_ratio=...``.
 """
@@ -155,7 +160,7 @@ def probe(core, experts: list[np.ndarray], *, n_candidates: int = 24, ga_steps: 
         entry = images.sources[k] if images.sources else None
         oracle = _oracle_unit(entry)
         cand = candidate_params(max(int(n_candidates), 3), core.num_params, oracle, rng)
-        res = core.evaluate([k] * len(cand), cand, keep_images=True)
+        res = core.evaluate([k] * len(cand), core.offset([k] * len(cand), cand), keep_images=True)
         de = np.array([view_delta_e(im, images.raws[k].orientation, experts[k]) for im in res.images])
         row = {"id": images.ids[k], "condition": getattr(entry, "condition", None),
                "srocc": float(spearmanr(res.normalized, -de).statistic),
@@ -232,7 +237,7 @@ def statistics_baseline(core, k: int, target: np.ndarray, steps: int = 21) -> tu
     i_exp, i_wb = isp.PARAM_NAMES.index("exposure"), isp.PARAM_NAMES.index("wb_temperature")
 
     def nearest(unit: np.ndarray, j: int) -> np.ndarray:
-        res = core.evaluate([k] * len(unit), unit, keep_images=True)
+        res = core.evaluate([k] * len(unit), core.offset([k] * len(unit), unit), keep_images=True)
         return unit[int(np.argmin([abs(scene_statistics(im)[j] - target[j]) for im in res.images]))]
 
     sweep = np.zeros((len(grid), core.num_params), np.float32)
@@ -254,7 +259,7 @@ def baselines(core, experts: list[np.ndarray], target: np.ndarray, conditions: l
     rows = []
     for k in range(len(images)):
         ae, awb = statistics_baseline(core, k, target, steps)
-        res = core.evaluate([k] * 3, np.stack([np.zeros_like(ae), ae, awb]), keep_images=True)
+        res = core.evaluate([k] * 3, core.offset([k] * 3, np.stack([np.zeros_like(ae), ae, awb])), keep_images=True)
         de = [view_delta_e(im, images.raws[k].orientation, experts[k]) for im in res.images]
         rows.append({"id": images.ids[k], "condition": conditions[k], "default_dE": de[0], "ae_dE": de[1],
                      "ae_awb_dE": de[2], "ae_unit": ae.tolist(), "ae_awb_unit": awb.tolist()})

@@ -4,7 +4,8 @@ Public API (see ``docs/CONTRACTS.md``): :class:`RawImage`, :func:`read_raw`, the
 family, :class:`ParamSpec`, :data:`PARAM_SPECS`, :data:`PARAM_NAMES`, :data:`NUM_PARAMS`,
 :func:`neutral_params`, :func:`unit_to_params`, :func:`params_to_unit`, :func:`validate_params`,
 :func:`params_from_dict`, :func:`params_to_dict`, :class:`RawBatch`, :class:`ISP`, :func:`render`,
-:func:`apply_orientation`, :func:`save_image`; ``isp.sample_data`` and ``isp.fivek`` submodules;
+:func:`apply_orientation`, :func:`save_image`; ``isp.sample_data``, ``isp.fivek`` and ``isp.noise`` (a RAW's
+measured noise and the denoising it calls for) submodules;
 ``isp.reference`` (the Kornia reference of :class:`ISP`, imported on demand: it loads Kornia);
 ``isp.cpu.tune_allocator`` for CPU command-line tools.
 """

@@ -3,6 +3,7 @@
 ``evaluate_policies`` fills the ``eval.json`` of a run folder:
 
     {"default":         {"mean_score", "per_image", "reward_evals", "seconds", ...},
+     "base":            {... the entries' bases, where the others start (only with env.auto_denoise)},
      "agent":           {...},
      "random_search":   {... as many reward evaluations per image as the agent uses},
      "gradient_ascent": {... per-image Adam on the unit-box params through ISP + reward},
@@ -42,7 +43,7 @@ def _entry(core, idx, unit: np.ndarray, evals: int, seconds: float) -> dict:
     import isp
 
     res = core.evaluate(idx, unit)
-    physical = isp.unit_to_params(torch.as_tensor(unit)).numpy()
+    physical = isp.unit_to_params(torch.as_tensor(core.absolute(idx, unit))).numpy()
     names = list(isp.PARAM_NAMES)
     per_image = [
         {
@@ -72,7 +73,8 @@ def random_search(
 ) -> np.ndarray:
     """Best of ``n_evals`` uniform draws in the unit box per image, by the environment's potential.
 
-    With zero penalties that is simply the best reward-model score.
+    With zero penalties that is simply the best reward-model score. Returns offsets from the
+    entries' bases, as the agent's and gradient ascent's are (``core.absolute`` renders them).
     """
     from envs.core import potential
 
@@ -84,7 +86,7 @@ def random_search(
     clipped_neutral = np.stack([r.clipped[0] for r in neutral])
     cast_neutral = np.stack([r.cast[0] for r in neutral])
     for _ in range(max(int(n_evals), 1)):
-        cand = rng.uniform(-1.0, 1.0, size=(B, P)).astype(np.float32)
+        cand = core.offset(idx, rng.uniform(-1.0, 1.0, size=(B, P)).astype(np.float32))
         res = core.evaluate(idx, cand)
         o = potential(res.normalized, res.clipped, clipped_neutral, cand,
                       reward_scale=reward_scale, clip_penalty=clip_penalty, param_penalty=param_penalty,
@@ -123,7 +125,7 @@ def gradient_ascent(
     ``trace(u, potential)``, when given, sees every iterate: ``(B, P)`` unit-box params and their
     ``(B,)`` potential (used to turn the optimisation path into demonstrations for the agent).
     ``free``, when given, lists the parameter indices that may move; the others stay at the
-    default (0 in the unit box).
+    entries' bases (offset 0). Returns offsets from the bases (``core.absolute`` renders them).
     """
     from envs.core import clipped_fraction, colour_cast, potential, trust_region
 
@@ -201,8 +203,10 @@ def evaluate_policies(
         progress: show a tqdm bar for gradient ascent.
 
     Returns:
-        The ``eval.json`` dictionary and the unit-box parameters each policy chose,
-        ``{policy: (B, P)}`` (what :func:`judge_policies` applies at full resolution).
+        The ``eval.json`` dictionary and the unit-box parameters each policy chose, as rendered
+        (the entries' bases plus the policies' offsets), ``{policy: (B, P)}`` (what
+        :func:`judge_policies` applies at full resolution). ``default`` is the camera's neutral
+        rendering whatever the bases (``env.auto_denoise``).
     """
     from tqdm import tqdm
 
@@ -211,8 +215,10 @@ def evaluate_policies(
     results: dict = {}
 
     t0 = time.perf_counter()
-    zero = np.zeros((B, P), np.float32)
+    zero = core.offset(idx, np.zeros((B, P), np.float32))  # the camera's neutral parameters
     results["default"] = _entry(core, idx, zero, 0, time.perf_counter() - t0)
+    if core.images.bases is not None:  # where every policy starts (env.auto_denoise): scored, not judged
+        results["base"] = _entry(core, idx, np.zeros((B, P), np.float32), 0, 0.0)
 
     t0 = time.perf_counter()
     agent_unit, agent_evals = predictor.predict_unit(core, idx)
@@ -248,7 +254,7 @@ def evaluate_policies(
         "n_images": B,
     }
     units = {"default": zero, "agent": agent_unit, "random_search": rs_unit, "gradient_ascent": ga_unit}
-    return results, units
+    return results, {p: core.absolute(idx, u) for p, u in units.items()}
 
 
 def judge_policies(

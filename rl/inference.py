@@ -176,7 +176,9 @@ class AgentParamsPredictor:
         """Unit-box params ``(B, P)`` the agent picks for images ``idx`` of a ``TuningCore``.
 
         Returns:
-            The params and the number of reward evaluations per image it took to choose them.
+            The params, as offsets from the entries' bases (what ``core.evaluate`` takes;
+            ``core.absolute`` gives the parameters rendered), and the number of reward
+            evaluations per image it took to choose them.
         """
         idx = list(idx)
         B, P = len(idx), core.num_params
@@ -185,10 +187,11 @@ class AgentParamsPredictor:
         neutral = res = core.evaluate(idx, unit)
         evals = 1
         for t in range(self.horizon):
-            action, _ = self.policy.predict(self._obs(res, unit, t), deterministic=True)
+            obs = self._obs(res, core.absolute(idx, unit), t)
+            action, _ = self.policy.predict(obs, deterministic=True)
             action = np.clip(np.asarray(action, np.float32).reshape(B, -1), -1.0, 1.0)
             if self.mode == "absolute" and self.refine_steps > 0:
-                action = self.refine(self._obs(res, unit, t), action)
+                action = self.refine(obs, action)
             new, stopped = advance(self.env, unit, action)
             active &= ~stopped
             unit = np.where(active[:, None], new, unit).astype(np.float32)
@@ -203,7 +206,7 @@ class AgentParamsPredictor:
             keep = self._potential(chosen, unit, neutral) >= self._potential(neutral, np.zeros_like(unit), neutral)
             unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         elif self.fallback == "critic" and self.mode == "absolute":
-            obs0 = self._obs(neutral, np.zeros_like(unit), 0)
+            obs0 = self._obs(neutral, core.absolute(idx, np.zeros_like(unit)), 0)
             keep = self.critic_value(obs0, unit) >= self.critic_value(obs0, np.zeros_like(unit))
             unit = np.where(keep[:, None], unit, 0.0).astype(np.float32)
         return unit, evals
@@ -258,12 +261,14 @@ class AgentParamsPredictor:
         """
         import isp
 
-        from envs.core import ImageSet, TuningCore, detail_window, prepare_raw
+        from envs.core import ImageSet, TuningCore, base_unit, detail_window, prepare_raw
 
         out = []
         for raw in raws:  # one at a time: previews of different shapes do not stack
             env = self.env
-            images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop)
+            images = ImageSet([prepare_raw(raw, env.crop, env.preview_side, env.view_mode)], [str(raw.path)], env.crop,
+                              bases=base_unit(raw, env.auto_denoise, env.auto_exposure)[None]
+                              if env.auto_denoise or env.auto_exposure else None)
             kwargs = env.core_kwargs()
             window = None
             if env.detail_crop and env.detail_weight:
@@ -278,5 +283,5 @@ class AgentParamsPredictor:
                 kwargs["detail_weight"] = 0.0
             core = TuningCore(images, self.reward, **kwargs, device=self.device)
             unit, _ = self.predict_unit(core, [0])
-            out.append(isp.unit_to_params(torch.as_tensor(unit))[0])
+            out.append(isp.unit_to_params(torch.as_tensor(core.absolute([0], unit)))[0])
         return torch.stack(out).to(self.device)

@@ -135,7 +135,7 @@ class HeldOutEvalCallback(BaseCallback):
 
         t0 = time.perf_counter()
         idx = list(range(len(self.core.images)))
-        zero = np.zeros((len(idx), self.core.num_params), np.float32)
+        zero = self.core.offset(idx, np.zeros((len(idx), self.core.num_params), np.float32))  # the camera's neutral parameters
         if self._default is None:
             self._default = self.core.evaluate(idx, zero, keep_images=True)
         predictor = AgentParamsPredictor(self.model.policy, self.config, normalizer_of(self.training_env), self.reward, self.device)
@@ -144,7 +144,7 @@ class HeldOutEvalCallback(BaseCallback):
         d = float(np.mean(self._default.score))
         row = {"timesteps": float(self.num_timesteps), "mean_score": float(np.mean(res.score)),
                "score_gain": float(np.mean(res.score)) - d, "clipped_fraction": float(np.mean(res.clipped)),
-               "colour_cast": float(np.mean(res.cast)), "delta_e2000": self._delta_e(unit), "default_score": d}
+               "colour_cast": float(np.mean(res.cast)), "delta_e2000": self._delta_e(self.core.absolute(idx, unit)), "default_score": d}
         self.rows.append(row)
         for k in _COLUMNS[1:-1]:
             if row[k] is not None:

@@ -356,3 +356,45 @@ def test_random_crops_and_flips(sample_root, images, analytic):
     # Same seed, same windows.
     again = load_image_set(sample_root, "train", preview_side=128, crop=CROP, crop_mode="random", crops_per_image=3, flip=True)
     assert again.ids == aug.ids and all(np.array_equal(a.mosaic, b.mosaic) for a, b in zip(aug.raws, again.raws))
+
+
+# -- env.auto_denoise: every entry starts from the denoising its measured noise calls for -------------
+def test_auto_denoise_starts_noisy_captures_from_stronger_denoising(sample_root, analytic, images):
+    """The bases denoise the high-ISO captures more than the base-ISO ones and leave every other
+    control at the camera's default; offset 0 renders exactly what the plain core renders at the
+    base; the observation's parameter slice shows the base."""
+    based = load_image_set(sample_root, "train", preview_side=128, crop=CROP, auto_denoise=True)
+    assert based.ids == images.ids and images.bases is None
+    P = isp.NUM_PARAMS
+    dn = [isp.PARAM_INDEX["denoise_luma"], isp.PARAM_INDEX["denoise_chroma"]]
+    others = [k for k in range(P) if k not in dn]
+    assert based.bases.shape == (len(based), P)
+    assert np.all(based.bases[:, others] == 0.0) and np.all((based.bases[:, dn] >= 0.0) & (based.bases[:, dn] <= 1.0))
+    high = [i for i, s in enumerate(based.sources) if s.condition == "high_iso"]
+    base_iso = [i for i, s in enumerate(based.sources) if s.condition != "high_iso"]
+    assert high and base_iso
+    assert based.bases[high][:, dn].min(axis=0).tolist() > np.median(based.bases[base_iso][:, dn], axis=0).tolist()
+
+    core = TuningCore(based, analytic, thumb_size=4)
+    plain = TuningCore(images, analytic, thumb_size=4)
+    idx = [high[0], base_iso[0]]
+    zeros = torch.zeros(2, P)
+    assert torch.equal(core.render(idx, zeros), plain.render(idx, torch.as_tensor(based.bases[idx])))
+    u = np.random.default_rng(0).uniform(-0.5, 0.5, (2, P)).astype(np.float32)
+    inside = np.abs(based.bases[idx] + u) <= 1.0
+    np.testing.assert_allclose(core.offset(idx, core.absolute(idx, u))[inside], u[inside], atol=1e-6)
+    assert np.all(np.abs(core.absolute(idx, u)) <= 1.0)
+    obs, _ = make_env(core).reset(options={"image_index": high[0]})
+    np.testing.assert_array_equal(obs[-(P + 1):-1], based.bases[high[0]])
+
+
+def test_auto_exposure_brightens_the_under_exposed_bases_and_never_darkens(sample_root):
+    based = load_image_set(sample_root, "train", preview_side=128, crop=CROP, auto_exposure=True)
+    ev = isp.unit_to_params(torch.as_tensor(based.bases))[:, isp.PARAM_INDEX["exposure"]].numpy()
+    cond = np.array([s.condition for s in based.sources])
+    assert (cond == "under").any() and (cond == "over").any()
+    assert np.all(ev >= 0.0)
+    assert np.all(ev[cond == "over"] == 0.0)  # clipped highlights: darkening cannot bring them back
+    assert ev[cond == "under"].min() > 0.3
+    dn = [isp.PARAM_INDEX["denoise_luma"], isp.PARAM_INDEX["denoise_chroma"]]
+    assert np.all(based.bases[:, dn] == 0.0)  # auto_denoise is off

@@ -60,8 +60,15 @@ def test_smoke_run_writes_run_folder(smoke_run):
         assert entry["mean_score"] == pytest.approx(np.mean([p["score"] for p in entry["per_image"]]))
     assert ev["random_search"]["reward_evals"] == ev["agent"]["reward_evals"]
     assert {"score_gain_ratio", "compute_ratio"} <= set(ev["amortisation"])
-    # Gradient ascent keeps its best iterate, so it cannot end below the default parameters.
-    assert ev["gradient_ascent"]["mean_score"] >= ev["default"]["mean_score"] - 1e-6
+    # Gradient ascent keeps its best iterate, so it cannot end below where it starts: the entries'
+    # bases (env.auto_denoise and env.auto_exposure are on in sac.yml: the camera's default,
+    # brightened to its highlights, with the measured noise's denoising)
+    assert ev["gradient_ascent"]["mean_score"] >= ev["base"]["mean_score"] - 1e-6
+    based = ("exposure", "denoise_luma", "denoise_chroma")
+    for d, b in zip(ev["default"]["per_image"], ev["base"]["per_image"]):
+        assert all(d["params"][k] == 0.0 for k in based)  # the camera's own rendering
+        assert b["params"] == {**d["params"], **{k: b["params"][k] for k in based}}
+        assert b["params"]["exposure"] >= 0.0
     assert json.loads((run_dir / "state.json").read_text())["num_timesteps"] == 512
 
 
@@ -92,7 +99,8 @@ def test_periodic_eval_and_final_judges_in_tensorboard(smoke_run):
 
 
 def test_render_fallback_never_worse_than_default(smoke_run, tmp_path):
-    """With inference.fallback=render, each held-out image's regularised score is >= the default's."""
+    """With inference.fallback=render, each held-out image's regularised score is >= its base's
+    (where the agent starts: the trust region is on the offset from it)."""
     import shutil
 
     import isp
@@ -108,8 +116,11 @@ def test_render_fallback_never_worse_than_default(smoke_run, tmp_path):
     ev = json.loads((run_dir / "eval.json").read_text())
     assert ev["agent"]["reward_evals"] == 2
     lo, hi = 0.0, 1.0  # the starter's score range: normalised score == score
-    for d, a in zip(ev["default"]["per_image"], ev["agent"]["per_image"]):
-        u = isp.params_to_unit(torch.tensor([[a["params"][n] for n in isp.PARAM_NAMES]]))[0].numpy()
+    def unit(row):
+        return isp.params_to_unit(torch.tensor([[row["params"][n] for n in isp.PARAM_NAMES]]))[0].numpy()
+
+    for d, a in zip(ev["base"]["per_image"], ev["agent"]["per_image"]):
+        u = unit(a) - unit(d)
         phi_agent = (
             env["reward_scale"] * (a["score"] - lo) / (hi - lo)
             - env["clip_penalty"] * max(a["clipped_fraction"] - d["clipped_fraction"], 0.0)
@@ -150,7 +161,9 @@ def test_predictor_reproduces_eval_params(smoke_run, sample_root):
     run_dir, _ = smoke_run
     predictor = AgentParamsPredictor.load(run_dir)
     test = fivek.load_split(sample_root)["test"]
-    raws = [fivek.cached_preview(e.dng, 128) for e in test]
+    # full-resolution RAWs, as render.py gives it: the predictor measures their noise at 1:1 for
+    # the base of the detail controls (env.auto_denoise), as the training run did
+    raws = [isp.read_raw(e.dng) for e in test]
     params = predictor.predict(raws)
     assert params.shape == (len(raws), isp.NUM_PARAMS)
     isp.validate_params(params)
