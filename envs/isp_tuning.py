@@ -109,7 +109,9 @@ class IspTuningEnv(gym.Env):
     ## Starting State
 
     An entry (a crop of a RAW, see `crop_mode`) drawn uniformly from the split with
-    `self.np_random` (or `options={"image_index": i}`), and the neutral parameters (`u = 0`).
+    `self.np_random` (or `options={"image_index": i}`), and the neutral parameters (`u = 0`): the
+    camera's own, or the entry's base with `auto_denoise` / `auto_exposure` (the actions are then
+    offsets from it, `envs.core.TuningCore.absolute`).
 
     ## Episode End
 
@@ -278,7 +280,7 @@ class IspTuningEnv(gym.Env):
         import torch
 
         with torch.no_grad():
-            img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))  # base + offset
+            img = self.core.render([self._image], torch.as_tensor(self._unit[None], device=self.core.device))
         return (img[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
     # -- exact resume ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 ``evaluate_policies`` fills the ``eval.json`` of a run folder:
 
     {"default":         {"mean_score", "per_image", "reward_evals", "seconds", ...},
-     "base":            {... the entries' bases, where the others start (only with env.auto_denoise)},
+     "base":            {... the entries' bases, where the others start (env.auto_denoise / auto_exposure)},
      "agent":           {...},
      "random_search":   {... as many reward evaluations per image as the agent uses},
      "gradient_ascent": {... per-image Adam on the unit-box params through ISP + reward},
@@ -206,7 +206,7 @@ def evaluate_policies(
         The ``eval.json`` dictionary and the unit-box parameters each policy chose, as rendered
         (the entries' bases plus the policies' offsets), ``{policy: (B, P)}`` (what
         :func:`judge_policies` applies at full resolution). ``default`` is the camera's neutral
-        rendering whatever the bases (``env.auto_denoise``).
+        rendering whatever the bases (``env.auto_denoise``, ``env.auto_exposure``).
     """
     from tqdm import tqdm
 
@@ -217,7 +217,7 @@ def evaluate_policies(
     t0 = time.perf_counter()
     zero = core.offset(idx, np.zeros((B, P), np.float32))  # the camera's neutral parameters
     results["default"] = _entry(core, idx, zero, 0, time.perf_counter() - t0)
-    if core.images.bases is not None:  # where every policy starts (env.auto_denoise): scored, not judged
+    if core.images.bases is not None:  # where every policy starts (env.auto_denoise / auto_exposure): scored, not judged
         results["base"] = _entry(core, idx, np.zeros((B, P), np.float32), 0, 0.0)
 
     t0 = time.perf_counter()
