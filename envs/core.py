@@ -546,8 +546,6 @@ class TuningCore:
     def absolute(self, idx: Sequence[int], unit):
         """The unit-box parameters rendered for offsets ``unit (B, P)`` from the entries' bases,
         clipped to the box (numpy in, numpy out; a tensor in, a tensor out, differentiable)."""
-        if self.images.bases is None:
-            return unit.clamp(-1.0, 1.0) if isinstance(unit, torch.Tensor) else np.clip(unit, -1.0, 1.0).astype(np.float32)
         base = self.base(idx)
         if isinstance(unit, torch.Tensor):
             return (unit + torch.as_tensor(base, dtype=unit.dtype, device=unit.device)).clamp(-1.0, 1.0)

@@ -20,6 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+
+from .color import srgb_decode
 
 __all__ = ["highlight_exposure", "HIGHLIGHT_PERCENTILE", "HIGHLIGHT_TARGET", "MAX_BRIGHTENING_EV", "EXPOSURE_PREVIEW"]
 
@@ -31,11 +34,6 @@ HIGHLIGHT_TARGET = 0.9
 MAX_BRIGHTENING_EV = 2.0
 #: Longest side of the preview the percentile is measured on.
 EXPOSURE_PREVIEW = 1024
-
-
-def _decode(v: float) -> float:
-    """sRGB-encoded value -> linear."""
-    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
 
 
 def highlight_exposure(raw, *, percentile: float = HIGHLIGHT_PERCENTILE, target: float = HIGHLIGHT_TARGET,
@@ -61,4 +59,5 @@ def highlight_exposure(raw, *, percentile: float = HIGHLIGHT_PERCENTILE, target:
     p = float(np.percentile(img.amax(dim=0).flatten().cpu().numpy(), percentile))
     if p <= 0.0:
         return float(max_ev)
-    return float(min(max_ev, max(0.0, math.log2(_decode(target) / _decode(p)))))
+    linear = srgb_decode(torch.tensor([target, p], dtype=torch.float64))
+    return float(min(max_ev, max(0.0, math.log2(float(linear[0]) / float(linear[1])))))

@@ -3,17 +3,16 @@
 A camera's own pipeline keys its noise reduction to the noise of the capture (its ISO tables);
 this module does the same without metadata, so that it works on any Bayer RAW:
 
-1. :func:`noise_level_function` measures the sensor's noise as a function of signal, per CFA
-   position, from the mosaic: photosite noise is independent from site to site, so the
-   diagonal Haar detail ``(a - b - c + d) / 2`` of each colour plane has the noise's variance
-   wherever the scene is smooth. The variance of that detail is taken over 4 x 4 blocks, the
-   blocks are binned by their mean signal, and in each bin a low quantile of the block
-   variances (the smoothest blocks, corrected by the chi-square quantile of 16 samples) is the
-   noise variance at that signal; ``variance = gain * signal + floor`` (shot and read noise, the
-   model of Brooks et al. 2019 and of the DNG NoiseProfile tag) is fitted to the bins by
-   non-negative least squares. A robust estimator of this kind is the textbook answer
-   (Donoho's MAD of the finest wavelet band, restricted to weak-texture blocks as in Liu et al.'s
-   noise level functions) because texture only ever adds variance.
+1. :func:`noise_level_function` measures the photosites' noise as a function of signal from the
+   mosaic. The two greens of a 2 x 2 cell see nearly the same light and have independent noise,
+   so their scaled difference is a sample of the noise with little of the scene in it; its
+   variance is taken over blocks of 4 x 4 cells, the blocks are binned by their mean signal,
+   and in each bin a low quantile of the block variances (the smoothest blocks, corrected by
+   the chi-square quantile) is the noise variance at that signal. ``variance = gain * signal +
+   floor`` (shot and read noise, the model of Brooks et al. 2019 and of the DNG NoiseProfile
+   tag) is fitted to the bins by non-negative least squares. Restricting a robust estimate to
+   weak-texture blocks is the textbook answer (as in Liu et al.'s noise level functions)
+   because texture only ever adds variance.
 2. :func:`denoise_strengths` turns it into the ISP's two denoising strengths. The ISP's denoise
    removes ``a`` times the luminance detail ``Dy`` and ``c`` times the chroma detail ``Dc`` of
    the linear image; the pair that minimises the squared error to the noise-free image is the
@@ -141,6 +140,10 @@ def denoise_strengths(raw, *, exposure_ev: float = 0.0, window: int = NOISE_WIND
     Returns:
         ``(luma, chroma)``, each in ``[0, 1]``; ``(0, 0)`` for a RAW without measurable noise.
     """
+    from .color import SRGB_GAMMA, SRGB_OFFSET, SRGB_THRESHOLD
+    from .stages.adjust import luminance
+    from .stages.detail import lowpass
+
     nlf = noise_level_function(raw)
     if not np.any(nlf > 0):
         return 0.0, 0.0
@@ -158,13 +161,11 @@ def denoise_strengths(raw, *, exposure_ev: float = 0.0, window: int = NOISE_WIND
     noise = xn - x
     dy, dc = _detail(x)
     ny, nc = _detail(noise)
-    # squared slope of the sRGB encoding at the local luminance (linear part below 0.0031308)
-    from .stages.adjust import luminance
-    from .stages.detail import lowpass
-
+    # squared slope of the sRGB encoding at the local luminance as rendered (the power branch,
+    # held at its value at the threshold below it); clipped: no noise shows
     gain = 2.0 ** float(exposure_ev)
-    y = (gain * lowpass(luminance(x), 2.0)).clamp(min=0.0031308)
-    weight = (gain * 1.055 / 2.4 * y ** (1.0 / 2.4 - 1.0)) ** 2 * (y < 1.0)  # clipped: no noise shows
+    y = (gain * lowpass(luminance(x), 2.0)).clamp(min=SRGB_THRESHOLD)
+    weight = (gain * (1.0 + SRGB_OFFSET) / SRGB_GAMMA * y ** (1.0 / SRGB_GAMMA - 1.0)) ** 2 * (y < 1.0)
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> float:
         return float((weight * a * b).double().mean())
